@@ -1,0 +1,65 @@
+#pragma once
+// The route table the workers read: built from a validated Config on the control thread,
+// published as an immutable snapshot (shared_ptr<const RouteTable>), never mutated after.
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringfwd/base/result.hpp"
+#include "ringfwd/config/config.hpp"
+
+namespace rf::routing {
+
+// Per-route counters, shared by all workers (relaxed atomics, one writer per event).
+struct RouteCounters {
+  std::atomic<uint64_t> conns_total{0};
+  std::atomic<uint64_t> conns_active{0};
+  std::atomic<uint64_t> conns_refused{0};   // max_connections, allow list, shutting down
+  std::atomic<uint64_t> conns_failed{0};    // target refused / timed out / unreachable
+  std::atomic<uint64_t> bytes_up{0};        // client -> target
+  std::atomic<uint64_t> bytes_down{0};      // target -> client
+};
+
+// A route with everything the data path needs resolved to numbers.
+struct ResolvedRoute {
+  config::Route route;
+  sockaddr_storage bind_addr{};    // port 0; the listener sets each port of the range
+  socklen_t bind_len = 0;
+  sockaddr_storage target_addr{};  // port of the first listen port's target
+  socklen_t target_len = 0;
+  uint32_t connect_timeout_ms = 0;
+  uint32_t idle_timeout_s = 0;
+  uint32_t drain_timeout_s = 0;
+  uint64_t max_connections = 0;  // 0 = only the global limit
+  std::shared_ptr<RouteCounters> counters = std::make_shared<RouteCounters>();
+
+  // The target address for a connection accepted on listen port p.
+  void target_for(uint16_t listen_port, sockaddr_storage& out, socklen_t& len) const;
+};
+
+class RouteTable {
+ public:
+  // Resolves every route of cfg (host names through getaddrinfo, on the calling thread).
+  static Result<std::shared_ptr<const RouteTable>> build(const config::Config& cfg);
+
+  const std::vector<ResolvedRoute>& routes() const { return routes_; }
+  // The TCP route listening on port p (nullptr if none). O(1).
+  const ResolvedRoute* lookup_tcp(uint16_t port) const {
+    uint16_t i = tcp_by_port_[port];
+    return i == 0 ? nullptr : &routes_[i - 1];
+  }
+  const config::Config& config() const { return cfg_; }
+
+ private:
+  config::Config cfg_;
+  std::vector<ResolvedRoute> routes_;
+  std::array<uint16_t, 65536> tcp_by_port_{};  // route index + 1; 0 = none
+};
+
+}  // namespace rf::routing
