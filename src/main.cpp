@@ -1,1 +1,210 @@
-int main() { return 0; }
+// ringfwd: arguments, signals, wiring, sd_notify — nothing else.
+#include <signal.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "ringfwd/base/log.hpp"
+#include "ringfwd/config/config.hpp"
+#include "ringfwd/dataplane/engine.hpp"
+#include "ringfwd/routing/route_table.hpp"
+#include "ringfwd_build_config.h"
+
+#if RINGFWD_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+static int sd_notify(int, const char*) { return 0; }
+#endif
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitConfig = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitStart = 3;
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: ringfwd [--config FILE] [--bus system|session|none|ADDRESS]\n"
+               "       ringfwd --check FILE\n"
+               "       ringfwd --version\n"
+               "Layer-4 TCP/UDP forwarder (edge and gateway roles). Default config: "
+               "/etc/ringfwd/ringfwd.json\n");
+}
+
+int check(const std::string& path) {
+  auto res = rf::config::load_file(path);
+  for (const auto& p : res.problems) std::fprintf(stderr, "%s\n", p.str().c_str());
+  if (!res.ok()) {
+    std::fprintf(stderr, "%s: %zu problem%s\n", path.c_str(), res.problems.size(),
+                 res.problems.size() == 1 ? "" : "s");
+    return kExitConfig;
+  }
+  std::printf("%s: ok (%zu routes, role %s)\n", path.c_str(), res.config->routes.size(),
+              std::string(rf::config::to_string(res.config->role)).c_str());
+  return kExitOk;
+}
+
+// Each connection needs two fds (more with splice pipes): take what the system allows.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlimit want = rl;
+  want.rlim_cur = rl.rlim_max;
+  if (want.rlim_max < 1048576) {
+    rlimit big{1048576, 1048576};
+    if (setrlimit(RLIMIT_NOFILE, &big) == 0) return;  // root may raise the hard limit
+  }
+  setrlimit(RLIMIT_NOFILE, &want);
+}
+
+void log_stats(const rf::dataplane::Engine& engine) {
+  for (const auto& r : engine.table().routes()) {
+    const auto& c = *r.counters;
+    RF_INFO("stats route=%s total=%llu active=%llu refused=%llu failed=%llu bytes_up=%llu "
+            "bytes_down=%llu",
+            r.route.id.c_str(), (unsigned long long)c.conns_total.load(),
+            (unsigned long long)c.conns_active.load(), (unsigned long long)c.conns_refused.load(),
+            (unsigned long long)c.conns_failed.load(), (unsigned long long)c.bytes_up.load(),
+            (unsigned long long)c.bytes_down.load());
+  }
+}
+
+double now_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = "/etc/ringfwd/ringfwd.json";
+  std::string bus = "system";
+  std::string check_path;
+  bool do_check = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "ringfwd: %s needs a value\n", name);
+        std::exit(kExitUsage);
+      }
+      return argv[++i];
+    };
+    if (a == "--config" || a == "-c") {
+      config_path = value("--config");
+    } else if (a.rfind("--config=", 0) == 0) {
+      config_path = a.substr(9);
+    } else if (a == "--bus") {
+      bus = value("--bus");
+    } else if (a.rfind("--bus=", 0) == 0) {
+      bus = a.substr(6);
+    } else if (a == "--check") {
+      do_check = true;
+      check_path = value("--check");
+    } else if (a == "--version") {
+      std::printf("ringfwd %s\n", RINGFWD_VERSION);
+      return kExitOk;
+    } else if (a == "--help" || a == "-h") {
+      usage(stdout);
+      return kExitOk;
+    } else {
+      std::fprintf(stderr, "ringfwd: unknown argument '%s'\n", a.c_str());
+      usage(stderr);
+      return kExitUsage;
+    }
+  }
+  if (do_check) return check(check_path);
+
+  auto loaded = rf::config::load_file(config_path);
+  if (!loaded.ok()) {
+    for (const auto& p : loaded.problems) RF_ERROR("%s: %s", config_path.c_str(), p.str().c_str());
+    RF_ERROR("%s: %zu problem%s, not starting", config_path.c_str(), loaded.problems.size(),
+             loaded.problems.size() == 1 ? "" : "s");
+    return kExitConfig;
+  }
+  const rf::config::Config& cfg = *loaded.config;
+  if (bus != "none")
+    RF_INFO("D-Bus control (bus %s) is not part of this build yet; running without it",
+            bus.c_str());
+
+  raise_fd_limit();
+  // Writes to a peer that vanished must fail with EPIPE, not kill the process.
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaddset(&sigs, s);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);  // workers inherit the mask
+
+  std::string why;
+  auto mode = rf::dataplane::choose_mode(cfg.dataplane, &why);
+  if (!mode) {
+    RF_ERROR("%s", mode.error().str().c_str());
+    return kExitStart;
+  }
+  auto table = rf::routing::RouteTable::build(cfg);
+  if (!table) {
+    RF_ERROR("%s", table.error().str().c_str());
+    return kExitStart;
+  }
+  rf::dataplane::EngineOptions opts;
+  opts.mode = *mode;
+  opts.workers = cfg.workers;
+  opts.max_connections = cfg.limits.max_connections;
+  auto engine_r = rf::dataplane::Engine::start(*table, opts);
+  if (!engine_r) {
+    RF_ERROR("cannot start: %s", engine_r.error().str().c_str());
+    return kExitStart;
+  }
+  auto& engine = *engine_r.value();
+  RF_INFO("dataplane: %s", why.c_str());
+  RF_INFO("ready: role=%s dataplane=%s workers=%u listeners=%zu",
+          std::string(rf::config::to_string(cfg.role)).c_str(),
+          std::string(rf::dataplane::to_string(engine.mode())).c_str(), engine.worker_count(),
+          engine.listener_count());
+  sd_notify(0, "READY=1");
+
+  const double stats_every = 60;
+  double next_stats = now_s() + stats_every;
+  for (;;) {
+    timespec wait{1, 0};
+    int sig = sigtimedwait(&sigs, nullptr, &wait);
+    if (sig == SIGUSR1) log_stats(engine);
+    if (sig == SIGHUP) RF_INFO("SIGHUP: reload arrives with the control plane; nothing changed");
+    if (sig == SIGTERM || sig == SIGINT) break;
+    if (now_s() >= next_stats) {
+      log_stats(engine);
+      next_stats = now_s() + stats_every;
+    }
+  }
+
+  sd_notify(0, "STOPPING=1");
+  engine.stop_accepting();
+  const double deadline = now_s() + cfg.limits.drain_timeout_s;
+  uint64_t active = engine.active_connections();
+  RF_INFO("stopping: listeners closed, draining %llu connection%s (up to %u s)",
+          (unsigned long long)active, active == 1 ? "" : "s", cfg.limits.drain_timeout_s);
+  while (engine.active_connections() > 0 && now_s() < deadline) {
+    timespec wait{0, 50 * 1000 * 1000};
+    int sig = sigtimedwait(&sigs, nullptr, &wait);
+    if (sig == SIGUSR1) log_stats(engine);
+    if (sig == SIGTERM || sig == SIGINT) {
+      RF_INFO("second stop signal: closing remaining connections now");
+      break;
+    }
+  }
+  active = engine.active_connections();
+  if (active) RF_INFO("drain over: closing %llu connection%s", (unsigned long long)active,
+                      active == 1 ? "" : "s");
+  engine.stop();
+  log_stats(engine);
+  RF_INFO("exit");
+  return kExitOk;
+}

@@ -1,1 +1,403 @@
-// placeholder: replaced by the real implementation
+#include "worker.hpp"
+
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "ringfwd/base/log.hpp"
+#include "ringfwd/base/net.hpp"
+
+namespace rf::dataplane {
+
+namespace {
+uint32_t monotonic_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return uint32_t(ts.tv_sec);
+}
+void set_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+void set_linger_zero(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+constexpr uint32_t kTickMs = 250;
+}  // namespace
+
+Worker::Worker(unsigned id, const EngineOptions& opts, EngineShared& shared,
+               std::shared_ptr<const routing::RouteTable> table, std::vector<Listener> listeners)
+    : id_(id),
+      opts_(opts),
+      shared_(shared),
+      table_(std::move(table)),
+      listeners_(std::move(listeners)),
+      pipes_(opts.pipe_size, opts.pipe_pool_max) {}
+
+Worker::~Worker() { join(); }
+
+std::future<Result<void>> Worker::start() {
+  std::promise<Result<void>> p;
+  auto f = p.get_future();
+  thread_ = std::thread([this, p = std::move(p)]() mutable { run(std::move(p)); });
+  return f;
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::wake() {
+  uint64_t one = 1;
+  ssize_t w = ::write(wake_fd_.get(), &one, sizeof one);
+  (void)w;
+}
+
+void Worker::stop_accepting() {
+  stop_accepting_.store(true);
+  wake();
+}
+
+void Worker::stop() {
+  stop_.store(true);
+  wake();
+}
+
+Result<void> Worker::init() {
+  // Signals belong to the main thread.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+
+  wake_fd_.reset(eventfd(0, EFD_CLOEXEC));
+  if (!wake_fd_) return Error::from_errno("eventfd");
+  auto ring = uring::Ring::create(4096, 65536);
+  if (!ring) return ring.error();
+  ring_ = std::move(ring.value());
+  if (opts_.mode == Mode::Copy) {
+    auto b = uring::BufferRing::create(*ring_, 0, opts_.buffer_count, opts_.buffer_size);
+    if (!b) return b.error();
+    bufs_ = std::move(b.value());
+  }
+  if (id_ == 0) RF_INFO("io_uring: %s", ring_->features().describe().c_str());
+  return {};
+}
+
+uint64_t Worker::ud(uint8_t op, uint32_t idx) const {
+  return uring::UserData{op, idx, idx < sessions_.size() ? sessions_[idx].gen : 0}.pack();
+}
+
+void Worker::run(std::promise<Result<void>> started) {
+  auto r = init();
+  bool ok = r.ok();
+  started.set_value(std::move(r));
+  if (!ok) return;
+
+  now_ = monotonic_seconds();
+  ring_->read(wake_fd_.get(), &wake_buf_, sizeof wake_buf_, uring::UserData{kWake, 0, 0}.pack());
+  ring_->timeout_ms(kTickMs, uring::UserData{kTick, 0, 0}.pack());
+  for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
+
+  const uint32_t stop_deadline_slack = 3;
+  uint32_t stop_deadline = 0;
+  for (;;) {
+    int n = ring_->run_once([this](const uring::Completion& c) { dispatch(c); });
+    if (n < 0) {
+      RF_ERROR("worker %u: io_uring wait: %s", id_, std::strerror(-n));
+      break;
+    }
+    now_ = monotonic_seconds();
+    if (stopping_) {
+      if (stop_deadline == 0) stop_deadline = now_ + stop_deadline_slack;
+      // Every session closed and every completion for it reaped: done.
+      if (open_sessions_ == 0 || now_ >= stop_deadline) break;
+    }
+  }
+}
+
+void Worker::dispatch(const uring::Completion& c) {
+  const uring::UserData u = uring::UserData::unpack(c.user_data);
+  const uint8_t op = u.op & ~kDirBit;
+  const int d = (u.op & kDirBit) ? 1 : 0;
+  switch (op) {
+    case kAccept:
+      on_accept(u.index, c);
+      return;
+    case kWake:
+      if (stop_accepting_.load() && !accepting_closed_) close_listeners();
+      if (stop_.load() && !stopping_) {
+        close_listeners();
+        stopping_ = true;
+        for (uint32_t i = 0; i < sessions_.size(); ++i)
+          if (sessions_[i].in_use && !sessions_[i].closing)
+            close_session(sessions_[i], i, false, "shutting down");
+      }
+      ring_->read(wake_fd_.get(), &wake_buf_, sizeof wake_buf_, c.user_data);
+      return;
+    case kTick:
+      on_tick();
+      ring_->timeout_ms(kTickMs, c.user_data);
+      return;
+    case kIgnore:
+      return;
+    default:
+      break;
+  }
+  if (u.index >= sessions_.size()) return;
+  Session& s = sessions_[u.index];
+  if (!s.in_use || s.gen != u.gen) {
+    RF_ERROR("worker %u: completion for a stale session slot (op %u)", id_, unsigned(op));
+    return;
+  }
+  s.inflight--;
+  switch (op) {
+    case kConnect:
+      on_connect(s, u.index, c.res);
+      break;
+    case kConnectTimeout:
+      maybe_free(s, u.index);
+      break;
+    case kPollIn:
+      on_poll(s, u.index, d, false, c.res);
+      break;
+    case kPollOut:
+      on_poll(s, u.index, d, true, c.res);
+      break;
+    case kRecv:
+      on_recv(s, u.index, d, c);
+      break;
+    case kSend:
+      on_send(s, u.index, d, c.res);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------- listeners
+
+void Worker::arm_accept(uint32_t li) {
+  Listener& l = listeners_[li];
+  if (l.armed || l.closing || !l.fd) return;
+  ring_->accept_multishot(l.fd.get(), uring::UserData{kAccept, li, 0}.pack());
+  l.armed = true;
+}
+
+void Worker::close_listeners() {
+  accepting_closed_ = true;
+  for (uint32_t i = 0; i < listeners_.size(); ++i) {
+    Listener& l = listeners_[i];
+    if (l.closing) continue;
+    l.closing = true;
+    // shutdown() stops the socket listening now (the kernel refuses new SYNs) even while
+    // the ring still holds a reference to it; the cancel releases that reference.
+    ::shutdown(l.fd.get(), SHUT_RDWR);
+    if (l.armed)
+      ring_->cancel(uring::UserData{kAccept, i, 0}.pack(), uring::UserData{kIgnore, 0, 0}.pack());
+    else
+      l.fd.reset();
+  }
+}
+
+void Worker::on_accept(uint32_t li, const uring::Completion& c) {
+  if (li >= listeners_.size()) return;
+  Listener& l = listeners_[li];
+  if (!c.more()) l.armed = false;
+  if (l.closing) {
+    if (c.res >= 0) ::close(c.res);
+    if (!l.armed) l.fd.reset();
+    return;
+  }
+  if (c.res < 0) {
+    if (c.res == -EMFILE || c.res == -ENFILE || c.res == -ENOMEM || c.res == -ENOBUFS) {
+      // Out of fds or memory: stop taking new connections for a tick, keep the others going.
+      if (!accept_stalled_)
+        RF_WARN("route=%s port=%u: accept: %s; new connections wait until resources free up",
+                l.route->route.id.c_str(), l.port, std::strerror(-c.res));
+      accept_stalled_ = true;
+    } else if (c.res != -ECANCELED) {
+      RF_WARN("route=%s port=%u: accept: %s", l.route->route.id.c_str(), l.port,
+              std::strerror(-c.res));
+    }
+    return;  // on_tick re-arms
+  }
+  if (!l.armed) arm_accept(li);
+
+  UniqueFd client(c.res);
+  const routing::ResolvedRoute* route = l.route;
+  routing::RouteCounters& ctr = *route->counters;
+  const uint64_t active = shared_.active.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t route_active = ctr.conns_active.fetch_add(1, std::memory_order_relaxed);
+  if (active >= shared_.max_connections ||
+      (route->max_connections && route_active >= route->max_connections)) {
+    shared_.active.fetch_sub(1, std::memory_order_relaxed);
+    ctr.conns_active.fetch_sub(1, std::memory_order_relaxed);
+    ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
+    RF_DEBUG("route=%s: refused a connection (max_connections)", route->route.id.c_str());
+    return;  // closing `client` tells the client at once
+  }
+  ctr.conns_total.fetch_add(1, std::memory_order_relaxed);
+
+  const uint32_t idx = alloc_session();
+  Session& s = sessions_[idx];
+  s.route = route;
+  s.listen_port = l.port;
+  s.last_active = now_;
+  s.fd[0] = std::move(client);
+  open_sessions_++;
+  set_nodelay(s.fd[0].get());
+
+  route->target_for(l.port, s.target, s.target_len);
+  s.fd[1].reset(::socket(s.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!s.fd[1]) {
+    char cb[64];
+    RF_WARN("route=%s client=%s: socket: %s", route->route.id.c_str(), client_str(s, cb, sizeof cb),
+            std::strerror(errno));
+    ctr.conns_failed.fetch_add(1, std::memory_order_relaxed);
+    close_session(s, idx, false, nullptr);
+    return;
+  }
+  set_nodelay(s.fd[1].get());
+  s.inflight += route->connect_timeout_ms ? 2 : 1;
+  ring_->connect(s.fd[1].get(), reinterpret_cast<const sockaddr*>(&s.target), s.target_len,
+                 ud(kConnect, idx), route->connect_timeout_ms, ud(kConnectTimeout, idx));
+}
+
+// ---------------------------------------------------------------- sessions
+
+uint32_t Worker::alloc_session() {
+  uint32_t idx;
+  if (!free_.empty()) {
+    idx = free_.back();
+    free_.pop_back();
+  } else {
+    idx = uint32_t(sessions_.size());
+    sessions_.emplace_back();
+  }
+  Session& s = sessions_[idx];
+  const uint32_t gen = s.gen;
+  s = Session{};
+  s.gen = (gen + 1) & 0xffffff;
+  s.in_use = true;
+  return idx;
+}
+
+const char* Worker::client_str(const Session& s, char* buf, size_t len) const {
+  sockaddr_storage a{};
+  socklen_t al = sizeof a;
+  if (!s.fd[0] || getpeername(s.fd[0].get(), reinterpret_cast<sockaddr*>(&a), &al) < 0) {
+    std::snprintf(buf, len, "?");
+    return buf;
+  }
+  return net::format(a, buf, len);
+}
+
+void Worker::on_connect(Session& s, uint32_t idx, int res) {
+  if (s.closing) return maybe_free(s, idx);
+  if (res < 0) {
+    char cb[64], tb[64];
+    routing::RouteCounters& ctr = *s.route->counters;
+    ctr.conns_failed.fetch_add(1, std::memory_order_relaxed);
+    if (res == -ECANCELED)
+      RF_WARN("route=%s client=%s: target %s did not answer within %u ms", s.route->route.id.c_str(),
+              client_str(s, cb, sizeof cb), net::format(s.target, tb, sizeof tb),
+              s.route->connect_timeout_ms);
+    else
+      RF_WARN("route=%s client=%s: connect to %s: %s", s.route->route.id.c_str(),
+              client_str(s, cb, sizeof cb), net::format(s.target, tb, sizeof tb),
+              std::strerror(-res));
+    return close_session(s, idx, false, nullptr);
+  }
+  s.connected = true;
+  s.last_active = now_;
+  start_flows(s, idx);
+}
+
+void Worker::start_flows(Session& s, uint32_t idx) {
+  for (int d = 0; d < 2; ++d) {
+    if (opts_.mode == Mode::Copy)
+      post_recv(s, idx, d);
+    else
+      pump(s, idx, d);
+    if (s.closing) return;
+  }
+}
+
+// FIN from a direction's source has been forwarded: half-close the destination.
+void Worker::finish_flow(Session& s, uint32_t idx, int d) {
+  Flow& f = s.flow[d];
+  if (f.done) return;
+  f.done = true;
+  pipes_.release(std::move(f.pipe));
+  ::shutdown(s.fd[d == 0 ? 1 : 0].get(), SHUT_WR);
+  if (s.flow[0].done && s.flow[1].done) close_session(s, idx, false, nullptr);
+}
+
+void Worker::close_session(Session& s, uint32_t idx, bool reset, const char* why) {
+  if (s.closing) return;
+  s.closing = true;
+  if (why) {
+    char cb[64];
+    RF_DEBUG("route=%s client=%s: closing: %s", s.route->route.id.c_str(),
+             client_str(s, cb, sizeof cb), why);
+  }
+  if (reset) {
+    // An RST on one side becomes an RST on the other.
+    for (auto& fd : s.fd)
+      if (fd) set_linger_zero(fd.get());
+  }
+  for (int d = 0; d < 2; ++d) {
+    Flow& f = s.flow[d];
+    f.pipe = Pipe{};  // may hold bytes for a peer that is gone: drop, never pool it
+    if (f.pending_bid >= 0) {
+      recycle(f.pending_bid);
+      f.pending_bid = -1;
+    }
+  }
+  if (s.inflight > 0) {
+    for (auto& fd : s.fd)
+      if (fd) ring_->cancel_fd(fd.get(), uring::UserData{kIgnore, 0, 0}.pack());
+  }
+  shared_.active.fetch_sub(1, std::memory_order_relaxed);
+  s.route->counters->conns_active.fetch_sub(1, std::memory_order_relaxed);
+  maybe_free(s, idx);
+}
+
+void Worker::maybe_free(Session& s, uint32_t idx) {
+  if (!s.closing || s.inflight > 0) return;
+  // Buffers still owned by an unfinished send come back with the send's completion, which
+  // has arrived by now (inflight == 0).
+  s.fd[0].reset();
+  s.fd[1].reset();
+  s.in_use = false;
+  s.route = nullptr;
+  open_sessions_--;
+  free_.push_back(idx);
+}
+
+void Worker::on_tick() {
+  if (accept_stalled_ && !accepting_closed_) {
+    accept_stalled_ = false;
+    for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
+  }
+  // Idle timeout: a coarse scan; activity only stamps last_active on the hot path.
+  for (uint32_t i = 0; i < sessions_.size(); ++i) {
+    Session& s = sessions_[i];
+    if (!s.in_use || s.closing || !s.connected) continue;
+    const uint32_t limit = s.route->idle_timeout_s;
+    if (limit && now_ - s.last_active >= limit) {
+      char cb[64];
+      RF_INFO("route=%s client=%s: idle for %u s, closing", s.route->route.id.c_str(),
+              client_str(s, cb, sizeof cb), limit);
+      close_session(s, i, false, nullptr);
+    }
+  }
+}
+
+}  // namespace rf::dataplane

@@ -33,6 +33,7 @@ struct ResolvedRoute {
   socklen_t bind_len = 0;
   sockaddr_storage target_addr{};  // port of the first listen port's target
   socklen_t target_len = 0;
+  uint16_t target_base_port = 0;   // target port for listen_port.first
   uint32_t connect_timeout_ms = 0;
   uint32_t idle_timeout_s = 0;
   uint32_t drain_timeout_s = 0;

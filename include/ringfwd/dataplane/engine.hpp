@@ -1,0 +1,71 @@
+#pragma once
+// The data path: one worker thread and io_uring per core, listeners shared with SO_REUSEPORT.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringfwd/base/result.hpp"
+#include "ringfwd/config/config.hpp"
+#include "ringfwd/routing/route_table.hpp"
+
+namespace rf::dataplane {
+
+// How bytes move between the two sockets of a connection. Sockmap arrives with the BPF issue.
+enum class Mode { Splice, Copy };
+std::string_view to_string(Mode);
+
+// Picks the concrete mode for a configured dataplane; explains the choice in *why.
+Result<Mode> choose_mode(config::Dataplane wanted, std::string* why);
+
+struct EngineOptions {
+  Mode mode = Mode::Splice;
+  unsigned workers = 0;                 // 0 = one per online core
+  uint64_t max_connections = 100000;    // global, across workers
+  uint32_t pipe_size = 1u << 20;        // splice: bytes per pipe (F_SETPIPE_SZ)
+  uint32_t pipe_pool_max = 64;          // splice: idle pipes kept per worker
+  uint32_t buffer_count = 256;          // copy: provided buffers per worker (power of 2)
+  uint32_t buffer_size = 128u << 10;    // copy: bytes per buffer
+};
+
+// Shared by all workers; only atomics.
+struct EngineShared {
+  std::atomic<uint64_t> active{0};
+  std::atomic<uint64_t> refused_global{0};
+  uint64_t max_connections = 0;
+};
+
+class Worker;
+
+class Engine {
+ public:
+  // Binds every listener (a failure names the route and address) and starts the workers.
+  static Result<std::unique_ptr<Engine>> start(std::shared_ptr<const routing::RouteTable> table,
+                                               const EngineOptions& opts);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  size_t listener_count() const { return listener_count_; }
+  unsigned worker_count() const { return unsigned(workers_.size()); }
+  Mode mode() const { return opts_.mode; }
+  const routing::RouteTable& table() const { return *table_; }
+  uint64_t active_connections() const { return shared_.active.load(std::memory_order_relaxed); }
+
+  // Closes every listener: new connections are refused, established ones go on.
+  void stop_accepting();
+  // Closes every connection and joins the workers.
+  void stop();
+
+ private:
+  Engine() = default;
+  EngineOptions opts_;
+  std::shared_ptr<const routing::RouteTable> table_;
+  EngineShared shared_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  size_t listener_count_ = 0;
+  bool stopped_ = false;
+};
+
+}  // namespace rf::dataplane

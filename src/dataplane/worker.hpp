@@ -1,0 +1,149 @@
+#pragma once
+// One worker: a thread, its io_uring, its listeners (SO_REUSEPORT shards) and its connections.
+// Nothing here is shared with other workers except EngineShared's atomics and the route
+// counters, so the hot path takes no lock.
+#include <netinet/in.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "pipe_pool.hpp"
+#include "ringfwd/base/unique_fd.hpp"
+#include "ringfwd/dataplane/engine.hpp"
+#include "ringfwd/routing/route_table.hpp"
+#include "ringfwd/uring/ring.hpp"
+
+namespace rf::dataplane {
+
+enum Op : uint8_t {
+  kAccept = 1,
+  kConnect,
+  kConnectTimeout,
+  kPollIn,   // readiness of a direction's source (splice)
+  kPollOut,  // writability of a direction's destination (splice)
+  kRecv,     // copy
+  kSend,     // copy
+  kWake,
+  kTick,
+  kIgnore,   // cancels and other completions nobody waits for
+};
+// The direction rides in the op's top bit: 0 = client -> target (up), 1 = target -> client.
+constexpr uint8_t kDirBit = 0x80;
+
+struct Listener {
+  UniqueFd fd;
+  const routing::ResolvedRoute* route = nullptr;
+  uint16_t port = 0;
+  bool armed = false;
+  bool closing = false;
+};
+
+// One direction of a connection: src -> dst.
+struct Flow {
+  Pipe pipe;                 // splice: held only while bytes are in it
+  uint32_t in_pipe = 0;      // splice: bytes waiting in the pipe
+  int32_t send_bid = -1;     // copy: buffer being sent
+  uint32_t send_off = 0;
+  uint32_t send_len = 0;
+  int32_t pending_bid = -1;  // copy: received, waiting for the send in flight
+  uint32_t pending_len = 0;
+  bool poll_in = false;      // splice: POLLIN armed on src
+  bool poll_out = false;     // splice: POLLOUT armed on dst
+  bool recv_inflight = false;
+  bool send_inflight = false;
+  bool src_eof = false;      // src sent FIN
+  bool done = false;         // FIN forwarded to dst
+};
+
+struct Session {
+  UniqueFd fd[2];  // 0 = client, 1 = target
+  Flow flow[2];    // 0 = up (fd0 -> fd1), 1 = down (fd1 -> fd0)
+  const routing::ResolvedRoute* route = nullptr;
+  sockaddr_storage target{};
+  socklen_t target_len = 0;
+  uint32_t gen = 0;
+  uint32_t inflight = 0;    // requests whose completion is still due
+  uint32_t last_active = 0; // worker clock, seconds
+  uint16_t listen_port = 0;
+  bool in_use = false;
+  bool connected = false;
+  bool closing = false;
+};
+
+class Worker {
+ public:
+  Worker(unsigned id, const EngineOptions& opts, EngineShared& shared,
+         std::shared_ptr<const routing::RouteTable> table, std::vector<Listener> listeners);
+  ~Worker();
+  // Starts the thread; the future reports whether the ring and buffers came up.
+  std::future<Result<void>> start();
+  void stop_accepting();
+  void stop();  // close every connection, then end the thread
+  void join();
+
+ private:
+  void run(std::promise<Result<void>> started);
+  Result<void> init();
+  void dispatch(const uring::Completion& c);
+  void wake();
+
+  // listeners
+  void arm_accept(uint32_t li);
+  void on_accept(uint32_t li, const uring::Completion& c);
+  void close_listeners();
+
+  // sessions
+  uint32_t alloc_session();
+  uint64_t ud(uint8_t op, uint32_t idx) const;
+  void on_connect(Session& s, uint32_t idx, int res);
+  void start_flows(Session& s, uint32_t idx);
+  void finish_flow(Session& s, uint32_t idx, int d);
+  void close_session(Session& s, uint32_t idx, bool reset, const char* why);
+  void maybe_free(Session& s, uint32_t idx);
+  void on_tick();
+  const char* client_str(const Session& s, char* buf, size_t len) const;
+
+  // splice pump
+  void pump(Session& s, uint32_t idx, int d);
+  void on_poll(Session& s, uint32_t idx, int d, bool out, int res);
+
+  // copy pump
+  void post_recv(Session& s, uint32_t idx, int d);
+  void post_send(Session& s, uint32_t idx, int d, int bid, uint32_t len);
+  void on_recv(Session& s, uint32_t idx, int d, const uring::Completion& c);
+  void on_send(Session& s, uint32_t idx, int d, int res);
+  void recycle(int bid);
+
+  unsigned id_;
+  EngineOptions opts_;
+  EngineShared& shared_;
+  std::shared_ptr<const routing::RouteTable> table_;
+  std::vector<Listener> listeners_;
+  std::unique_ptr<uring::Ring> ring_;
+  std::unique_ptr<uring::BufferRing> bufs_;
+  PipePool pipes_;
+  std::deque<Session> sessions_;
+  std::vector<uint32_t> free_;
+  struct Starved {
+    uint32_t idx, gen;
+    int d;
+  };
+  std::vector<Starved> starved_;  // copy: recv that found no free buffer
+  UniqueFd wake_fd_;
+  uint64_t wake_buf_ = 0;
+  uint32_t now_ = 0;
+  uint64_t open_sessions_ = 0;
+  bool accept_stalled_ = false;
+  std::atomic<bool> stop_accepting_{false};
+  std::atomic<bool> stop_{false};
+  bool accepting_closed_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace rf::dataplane
