@@ -1,6 +1,7 @@
 #include "ringfwd/dataplane/engine.hpp"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -56,6 +57,8 @@ Result<UniqueFd> bind_listener(const routing::ResolvedRoute& r, uint16_t port) {
                                             : "";
     return Error::from_errno("route " + r.route.id + ": bind " + net::to_string(a) + hint, e);
   }
+  // Accepted sockets inherit TCP_NODELAY: bytes are forwarded as they come, never held back.
+  setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (::listen(fd.get(), 4096) < 0) return Error::from_errno("listen " + net::to_string(a));
   return fd;
 }

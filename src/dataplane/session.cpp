@@ -58,16 +58,18 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
       finish_flow(s, idx, d);
       return;
     }
+    if (f.drained) {
+      f.drained = false;
+      pipes_.release(std::move(f.pipe));
+      arm_poll_in(s, idx, d);
+      break;
+    }
     if (!f.pipe) {
       f.pipe = pipes_.acquire();
       if (!f.pipe) {
         // Out of fds for a pipe: try again at the next readiness event rather than failing.
         RF_WARN("route=%s: no pipe available: %s", s.route->route.id.c_str(), std::strerror(errno));
-        if (!f.poll_in) {
-          f.poll_in = true;
-          s.inflight++;
-          ring_->poll(src, POLLIN, ud(kPollIn | (d ? kDirBit : 0), idx));
-        }
+        arm_poll_in(s, idx, d);
         break;
       }
     }
@@ -76,6 +78,10 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
     if (n > 0) {
       f.in_pipe = uint32_t(n);
       moved = true;
+      // A short read almost always means the socket is drained: after writing, wait for
+      // readiness instead of paying for a splice that returns EAGAIN. A poll armed on a
+      // socket that is already readable completes at once, so nothing is missed.
+      if (uint32_t(n) < pipes_.capacity() / 2) f.drained = true;
       continue;
     }
     if (n == 0) {
@@ -86,17 +92,21 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
     if (errno == EAGAIN) {
       // Nothing to read: give the (empty) pipe back so an idle connection holds none.
       pipes_.release(std::move(f.pipe));
-      if (!f.poll_in) {
-        f.poll_in = true;
-        s.inflight++;
-        ring_->poll(src, POLLIN | POLLRDHUP, ud(kPollIn | (d ? kDirBit : 0), idx));
-      }
+      arm_poll_in(s, idx, d);
       break;
     }
     close_session(s, idx, is_reset(errno), std::strerror(errno));
     return;
   }
   if (moved) s.last_active = now_;
+}
+
+void Worker::arm_poll_in(Session& s, uint32_t idx, int d) {
+  Flow& f = s.flow[d];
+  if (f.poll_in) return;
+  f.poll_in = true;
+  s.inflight++;
+  ring_->poll(s.fd[d].get(), POLLIN | POLLRDHUP, ud(kPollIn | (d ? kDirBit : 0), idx));
 }
 
 void Worker::on_poll(Session& s, uint32_t idx, int d, bool out, int res) {

@@ -249,9 +249,8 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
   s.route = route;
   s.listen_port = l.port;
   s.last_active = now_;
-  s.fd[0] = std::move(client);
+  s.fd[0] = std::move(client);  // TCP_NODELAY is inherited from the listener
   open_sessions_++;
-  set_nodelay(s.fd[0].get());
 
   route->target_for(l.port, s.target, s.target_len);
   s.fd[1].reset(::socket(s.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -320,13 +319,14 @@ void Worker::on_connect(Session& s, uint32_t idx, int res) {
 }
 
 void Worker::start_flows(Session& s, uint32_t idx) {
-  for (int d = 0; d < 2; ++d) {
-    if (opts_.mode == Mode::Copy)
-      post_recv(s, idx, d);
-    else
-      pump(s, idx, d);
-    if (s.closing) return;
+  if (opts_.mode == Mode::Copy) {
+    post_recv(s, idx, 0);
+    post_recv(s, idx, 1);
+    return;
   }
+  // The client may have spoken already; a target that was just connected has not.
+  pump(s, idx, 0);
+  if (!s.closing) arm_poll_in(s, idx, 1);
 }
 
 // FIN from a direction's source has been forwarded: half-close the destination.

@@ -56,6 +56,7 @@ struct Flow {
   bool poll_out = false;     // splice: POLLOUT armed on dst
   bool recv_inflight = false;
   bool send_inflight = false;
+  bool drained = false;      // splice: last read was short, wait for readiness next
   bool src_eof = false;      // src sent FIN
   bool done = false;         // FIN forwarded to dst
 };
@@ -111,6 +112,7 @@ class Worker {
   // splice pump
   void pump(Session& s, uint32_t idx, int d);
   void on_poll(Session& s, uint32_t idx, int d, bool out, int res);
+  void arm_poll_in(Session& s, uint32_t idx, int d);
 
   // copy pump
   void post_recv(Session& s, uint32_t idx, int d);
