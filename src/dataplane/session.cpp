@@ -68,7 +68,8 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
       f.pipe = pipes_.acquire();
       if (!f.pipe) {
         // Out of fds for a pipe: try again at the next readiness event rather than failing.
-        RF_WARN("route=%s: no pipe available: %s", s.route->route.id.c_str(), std::strerror(errno));
+        if (warn_limit_.allow(now_))
+          RF_WARN("route=%s: no pipe available: %s", s.route->route.id.c_str(), std::strerror(errno));
         arm_poll_in(s, idx, d);
         break;
       }

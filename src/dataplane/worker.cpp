@@ -256,7 +256,8 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
   s.fd[1].reset(::socket(s.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!s.fd[1]) {
     char cb[64];
-    RF_WARN("route=%s client=%s: socket: %s", route->route.id.c_str(), client_str(s, cb, sizeof cb),
+    if (warn_limit_.allow(now_))
+      RF_WARN("route=%s client=%s: socket: %s", route->route.id.c_str(), client_str(s, cb, sizeof cb),
             std::strerror(errno));
     ctr.conns_failed.fetch_add(1, std::memory_order_relaxed);
     close_session(s, idx, false, nullptr);
@@ -303,7 +304,9 @@ void Worker::on_connect(Session& s, uint32_t idx, int res) {
     char cb[64], tb[64];
     routing::RouteCounters& ctr = *s.route->counters;
     ctr.conns_failed.fetch_add(1, std::memory_order_relaxed);
-    if (res == -ECANCELED)
+    if (!warn_limit_.allow(now_))
+      ;
+    else if (res == -ECANCELED)
       RF_WARN("route=%s client=%s: target %s did not answer within %u ms", s.route->route.id.c_str(),
               client_str(s, cb, sizeof cb), net::format(s.target, tb, sizeof tb),
               s.route->connect_timeout_ms);

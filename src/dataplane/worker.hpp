@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pipe_pool.hpp"
+#include "ringfwd/base/log.hpp"
 #include "ringfwd/base/unique_fd.hpp"
 #include "ringfwd/dataplane/engine.hpp"
 #include "ringfwd/routing/route_table.hpp"
@@ -139,6 +140,7 @@ class Worker {
   UniqueFd wake_fd_;
   uint64_t wake_buf_ = 0;
   uint32_t now_ = 0;
+  log::RateLimit warn_limit_{20};  // events clients can trigger: failed connects, no fds
   uint64_t open_sessions_ = 0;
   bool accept_stalled_ = false;
   std::atomic<bool> stop_accepting_{false};

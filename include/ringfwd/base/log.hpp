@@ -11,6 +11,34 @@ Level level();
 // printf-style; never throws, never allocates beyond a stack buffer.
 void write(Level l, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// Per-call-site budget of lines per second for events a client can trigger at will (failed
+// connects, refusals). Not thread-safe: keep one per worker.
+class RateLimit {
+ public:
+  explicit RateLimit(unsigned per_second = 10) : per_second_(per_second) {}
+  // True if a line may be written now; counts the ones that may not.
+  bool allow(unsigned now_s) {
+    if (now_s != second_) {
+      second_ = now_s;
+      if (suppressed_) write(Level::Warn, "(%u similar messages suppressed)", suppressed_);
+      suppressed_ = 0;
+      used_ = 0;
+    }
+    if (used_ < per_second_) {
+      ++used_;
+      return true;
+    }
+    ++suppressed_;
+    return false;
+  }
+
+ private:
+  unsigned per_second_;
+  unsigned second_ = 0;
+  unsigned used_ = 0;
+  unsigned suppressed_ = 0;
+};
+
 }  // namespace rf::log
 
 #define RF_LOG(lvl, ...)                                                            \
