@@ -304,16 +304,16 @@ void Worker::on_connect(Session& s, uint32_t idx, int res) {
     char cb[64], tb[64];
     routing::RouteCounters& ctr = *s.route->counters;
     ctr.conns_failed.fetch_add(1, std::memory_order_relaxed);
-    if (!warn_limit_.allow(now_))
-      ;
-    else if (res == -ECANCELED)
-      RF_WARN("route=%s client=%s: target %s did not answer within %u ms", s.route->route.id.c_str(),
-              client_str(s, cb, sizeof cb), net::format(s.target, tb, sizeof tb),
-              s.route->connect_timeout_ms);
-    else
-      RF_WARN("route=%s client=%s: connect to %s: %s", s.route->route.id.c_str(),
-              client_str(s, cb, sizeof cb), net::format(s.target, tb, sizeof tb),
-              std::strerror(-res));
+    if (warn_limit_.allow(now_)) {
+      if (res == -ECANCELED)
+        RF_WARN("route=%s client=%s: target %s did not answer within %u ms",
+                s.route->route.id.c_str(), client_str(s, cb, sizeof cb),
+                net::format(s.target, tb, sizeof tb), s.route->connect_timeout_ms);
+      else
+        RF_WARN("route=%s client=%s: connect to %s: %s", s.route->route.id.c_str(),
+                client_str(s, cb, sizeof cb), net::format(s.target, tb, sizeof tb),
+                std::strerror(-res));
+    }
     return close_session(s, idx, false, nullptr);
   }
   s.connected = true;

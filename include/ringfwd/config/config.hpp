@@ -21,6 +21,9 @@ std::string_view to_string(Protocol);
 std::string_view to_string(TlsMode);
 std::string_view to_string(ProxyProtocol);
 
+// Ranges are bounded on purpose: each published port is a decision, like a firewall rule.
+inline constexpr uint32_t kMaxRangePorts = 1000;
+
 // An inclusive port range; a single port has first == last.
 struct PortRange {
   uint16_t first = 0;
@@ -135,16 +138,24 @@ struct Config {
   const Route* find_route(std::string_view id) const;
 };
 
+// What a problem is about, so that callers (D-Bus errors) need not match message text.
+enum class ProblemKind { Invalid, BlockedPort, PortConflict };
+
 // One validation problem: "routes[3].listen_port: port 22 is blocked (blocked_ports)".
 struct Problem {
   std::string path;
   std::string message;
+  ProblemKind kind = ProblemKind::Invalid;
   std::string str() const { return path.empty() ? message : path + ": " + message; }
 };
 
 struct ParseOptions {
   // RINGFWD_BLOCKED_PORTS value ("22,53,51820"); when set it replaces the file's list.
+  // An empty string means "no blocked ports" (load_file treats an empty variable as unset).
   std::optional<std::string> blocked_ports_env;
+  // Check that tls.cert/tls.key are readable PEM files. Off only where the files live on
+  // another machine (a route received over sync is checked by the edge that owns it).
+  bool check_files = true;
 };
 
 struct ParseResult {
