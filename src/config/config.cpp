@@ -1,52 +1,67 @@
 // The small, shared pieces of the config model: names of enum values, lookups, port
 // ranges.
-#include <string>
-
 #include "ringfwd/config/config.hpp"
+
+#include <string>
 
 namespace rf::config {
 
 std::string_view to_string(Role r) {
   switch (r) {
-    case Role::Edge: return "edge";
-    case Role::Gateway: return "gateway";
+    case Role::Edge:
+      return "edge";
+    case Role::Gateway:
+      return "gateway";
   }
   return "?";
 }
 
 std::string_view to_string(Dataplane d) {
   switch (d) {
-    case Dataplane::Auto: return "auto";
-    case Dataplane::Sockmap: return "sockmap";
-    case Dataplane::Splice: return "splice";
-    case Dataplane::Copy: return "copy";
+    case Dataplane::Auto:
+      return "auto";
+    case Dataplane::Sockmap:
+      return "sockmap";
+    case Dataplane::Splice:
+      return "splice";
+    case Dataplane::Copy:
+      return "copy";
   }
   return "?";
 }
 
 std::string_view to_string(Protocol p) {
   switch (p) {
-    case Protocol::Tcp: return "tcp";
-    case Protocol::Udp: return "udp";
-    case Protocol::TcpUdp: return "tcp+udp";
+    case Protocol::Tcp:
+      return "tcp";
+    case Protocol::Udp:
+      return "udp";
+    case Protocol::TcpUdp:
+      return "tcp+udp";
   }
   return "?";
 }
 
 std::string_view to_string(TlsMode m) {
   switch (m) {
-    case TlsMode::None: return "none";
-    case TlsMode::Passthrough: return "passthrough";
-    case TlsMode::Terminate: return "terminate";
+    case TlsMode::None:
+      return "none";
+    case TlsMode::Passthrough:
+      return "passthrough";
+    case TlsMode::Terminate:
+      return "terminate";
   }
   return "?";
 }
 
 std::string_view to_string(ProxyProtocol p) {
   switch (p) {
-    case ProxyProtocol::None: return "none";
-    case ProxyProtocol::V1: return "v1";
-    case ProxyProtocol::V2: return "v2";
+    case ProxyProtocol::None:
+      return "none";
+    case ProxyProtocol::V1:
+      return "v1";
+    case ProxyProtocol::V2:
+      return "v2";
   }
   return "?";
 }
@@ -103,8 +118,7 @@ std::optional<PortRange> parse_port_range(std::string_view text, std::string* wh
   auto last = decimal(b);
   if (!first || !last) return fail(shown + " is not a port or a range \"A-B\"");
   for (uint32_t p : {*first, *last})
-    if (p < 1 || p > 65535)
-      return fail("port " + std::to_string(p) + " is out of range (1-65535)");
+    if (p < 1 || p > 65535) return fail("port " + std::to_string(p) + " is out of range (1-65535)");
   if (*first > *last)
     return fail("range " + std::to_string(*first) + "-" + std::to_string(*last) +
                 " is reversed (the first port must not exceed the last)");

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <boost/json.hpp>
 #include <cerrno>
 #include <climits>
 #include <cmath>
@@ -16,8 +17,6 @@
 #include <map>
 #include <set>
 #include <span>
-
-#include <boost/json.hpp>
 // basic_parser is a template whose member definitions live here (DuplicateKeyFinder).
 #include <boost/json/basic_parser_impl.hpp>
 
@@ -48,8 +47,9 @@ std::string to_lower(std::string_view s) {
 std::string quoted(std::string_view s) { return json::serialize(json::string(s)); }
 
 std::string member(const std::string& base, std::string_view key) {
-  bool plain = !key.empty() && std::all_of(key.begin(), key.end(),
-                                           [](char c) { return is_alnum(c) || c == '_' || c == '-'; });
+  bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return is_alnum(c) || c == '_' || c == '-';
+  });
   if (!plain) return base + "[" + quoted(key) + "]";
   return base.empty() ? std::string(key) : base + "." + std::string(key);
 }
@@ -206,7 +206,8 @@ std::optional<Cidr> parse_cidr(std::string_view text, std::string* why) {
 
 // "IP:port" or "[IPv6]:port".
 bool parse_endpoint(std::string_view s, uint16_t* port, std::string* why) {
-  const std::string form = quoted(s) + " is not \"IP:port\" (like \"10.8.0.1:7946\" or \"[fd00::1]:7946\")";
+  const std::string form =
+      quoted(s) + " is not \"IP:port\" (like \"10.8.0.1:7946\" or \"[fd00::1]:7946\")";
   size_t colon = s.rfind(':');
   if (colon == s.npos) return *why = form, false;
   std::string_view host = s.substr(0, colon), p = s.substr(colon + 1);
@@ -219,7 +220,8 @@ bool parse_endpoint(std::string_view s, uint16_t* port, std::string* why) {
   if (!is_ip(host) || p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), is_digit))
     return *why = form, false;
   int n = std::atoi(std::string(p).c_str());
-  if (n < 1 || n > 65535) return *why = "port " + std::string(p) + " is out of range (1-65535)", false;
+  if (n < 1 || n > 65535)
+    return *why = "port " + std::string(p) + " is out of range (1-65535)", false;
   *port = uint16_t(n);
   return true;
 }
@@ -351,19 +353,30 @@ constexpr std::array<Name<TlsMode>, 3> kTlsModes{{{"none", TlsMode::None},
 constexpr std::array<Name<ProxyProtocol>, 3> kProxyProtocols{
     {{"v1", ProxyProtocol::V1}, {"v2", ProxyProtocol::V2}, {"none", ProxyProtocol::None, false}}};
 
-constexpr std::string_view kTopKeys[]{"role",     "dataplane", "workers", "state_dir",  "blocked_ports", "limits",
-                        "gateways", "sync",      "routes",  "gateway_id", "tunnel_ip"};
-constexpr std::string_view kLimitKeys[]{"max_connections", "connect_timeout_ms", "idle_timeout_s",
-                          "udp_idle_timeout_s", "overlap_ms", "drain_timeout_s"};
+constexpr std::string_view kTopKeys[]{"role",          "dataplane",  "workers",  "state_dir",
+                                      "blocked_ports", "limits",     "gateways", "sync",
+                                      "routes",        "gateway_id", "tunnel_ip"};
+constexpr std::string_view kLimitKeys[]{"max_connections", "connect_timeout_ms",
+                                        "idle_timeout_s",  "udp_idle_timeout_s",
+                                        "overlap_ms",      "drain_timeout_s"};
 constexpr std::string_view kGatewayKeys[]{"id", "tunnel_ip", "token_file"};
 constexpr std::string_view kSyncKeys[]{"listen", "edge", "token_file"};
-constexpr std::string_view kRouteKeys[]{"id",      "protocol",        "listen", "listen_port",
-                          "target",  "tls",             "timeouts", "max_connections",
-                          "allow",   "proxy_protocol",  "accept_proxy_protocol", "wol"};
+constexpr std::string_view kRouteKeys[]{"id",
+                                        "protocol",
+                                        "listen",
+                                        "listen_port",
+                                        "target",
+                                        "tls",
+                                        "timeouts",
+                                        "max_connections",
+                                        "allow",
+                                        "proxy_protocol",
+                                        "accept_proxy_protocol",
+                                        "wol"};
 constexpr std::string_view kTargetKeys[]{"host", "port", "gateway", "lan_host", "lan_port"};
 constexpr std::string_view kTlsKeys[]{"mode", "domains", "default", "cert", "key"};
-constexpr std::string_view kTimeoutKeys[]{"connect_timeout_ms", "idle_timeout_s", "udp_idle_timeout_s",
-                            "drain_timeout_s"};
+constexpr std::string_view kTimeoutKeys[]{"connect_timeout_ms", "idle_timeout_s",
+                                          "udp_idle_timeout_s", "drain_timeout_s"};
 constexpr std::string_view kWolKeys[]{"mac", "broadcast", "wait_s"};
 
 constexpr uint64_t kNoMax = uint64_t(INT64_MAX);
@@ -378,14 +391,20 @@ std::string number_text(const json::value& v) {
 
 std::string what_is(const json::value& v) {
   switch (v.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::bool_: return "a boolean";
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return "a boolean";
     case json::kind::int64:
     case json::kind::uint64:
-    case json::kind::double_: return "a number";
-    case json::kind::string: return "a string";
-    case json::kind::array: return "an array";
-    case json::kind::object: return "an object";
+    case json::kind::double_:
+      return "a number";
+    case json::kind::string:
+      return "a string";
+    case json::kind::array:
+      return "an array";
+    case json::kind::object:
+      return "an object";
   }
   return "?";
 }
@@ -456,8 +475,10 @@ class Parser {
     if (ec) {
       size_t line = 1, col = 1;
       for (size_t i = 0; i < n && i < text.size(); ++i) {
-        if (text[i] == '\n') ++line, col = 1;
-        else ++col;
+        if (text[i] == '\n')
+          ++line, col = 1;
+        else
+          ++col;
       }
       problem("", "invalid JSON at line " + std::to_string(line) + ", column " +
                       std::to_string(col) + ": " + ec.message());
@@ -534,13 +555,17 @@ class Parser {
                                   uint64_t max) {
     std::optional<int64_t> n;  // the JSON number, when it is an integer a config could mean
     bool huge = false;
-    if (const int64_t* i = v.if_int64()) n = *i;
-    else if (v.is_uint64()) huge = true;  // above INT64_MAX: out of every range here
+    if (const int64_t* i = v.if_int64())
+      n = *i;
+    else if (v.is_uint64())
+      huge = true;  // above INT64_MAX: out of every range here
     else if (const double* d = v.if_double()) {
       // JSON has only "numbers": 30.0 or 3e1 are integers to an operator.
       if (std::isfinite(*d) && *d == std::trunc(*d)) {
-        if (std::fabs(*d) < 9.2e18) n = int64_t(*d);
-        else huge = true;
+        if (std::fabs(*d) < 9.2e18)
+          n = int64_t(*d);
+        else
+          huge = true;
       }
     }
     if (!n && !huge) {
@@ -548,9 +573,12 @@ class Parser {
       return std::nullopt;
     }
     if (huge || *n < int64_t(min) || uint64_t(*n) > max) {
-      problem(p, (max == kNoMax ? "must be at least " + std::to_string(min)
-                                : "must be between " + std::to_string(min) + " and " +
-                                      std::to_string(max)) +
+      // Below a minimum whose maximum is only the type's limit, the minimum is what matters.
+      const bool type_max = max == kNoMax || max == UINT32_MAX;
+      const bool below = !huge && *n < int64_t(min);
+      problem(p, (below && type_max
+                      ? "must be at least " + std::to_string(min)
+                      : "must be between " + std::to_string(min) + " and " + std::to_string(max)) +
                      " (got " + number_text(v) + ")");
       return std::nullopt;
     }
@@ -586,8 +614,8 @@ class Parser {
     auto s = string_of(v, p);
     if (!s) return std::nullopt;
     if (is_ip(*s)) return s;
-    problem(p, "expected an IP address like \"192.0.2.1\" or \"2001:db8::1\" (got " + quoted(*s) +
-                   ")");
+    problem(
+        p, "expected an IP address like \"192.0.2.1\" or \"2001:db8::1\" (got " + quoted(*s) + ")");
     return std::nullopt;
   }
 
@@ -645,8 +673,10 @@ class Parser {
       } else if (key == "limits") {
         walk_limits(v, p);
       } else if (key == "gateways") {
-        if (role_ == Role::Gateway) only_for(p, Role::Edge);
-        else walk_gateways(v, p);
+        if (role_ == Role::Gateway)
+          only_for(p, Role::Edge);
+        else
+          walk_gateways(v, p);
       } else if (key == "sync") {
         walk_sync(v, p);
       } else if (key == "routes") {
@@ -654,8 +684,10 @@ class Parser {
       } else if (key == "gateway_id") {
         if (role_ == Role::Edge) return only_for(p, Role::Gateway);
         if (auto s = string_of(v, p)) {
-          if (is_id(*s)) cfg_.gateway_id = *s;
-          else problem(p, bad_id(*s));
+          if (is_id(*s))
+            cfg_.gateway_id = *s;
+          else
+            problem(p, bad_id(*s));
         }
       } else if (key == "tunnel_ip") {
         if (role_ == Role::Edge) return only_for(p, Role::Gateway);
@@ -693,8 +725,9 @@ class Parser {
         out.push_back(uint16_t(n));
         continue;
       }
-      problem("RINGFWD_BLOCKED_PORTS", quoted(item) + " is not a port 1-65535 (expected a "
-                                                      "comma-separated list like \"22,53,51820\")");
+      problem("RINGFWD_BLOCKED_PORTS", quoted(item) +
+                                           " is not a port 1-65535 (expected a "
+                                           "comma-separated list like \"22,53,51820\")");
       ok = false;
     }
     return ok ? std::optional(out) : std::nullopt;
@@ -704,19 +737,25 @@ class Parser {
     const json::object* o = object_of(v, p);
     if (!o) return;
     Limits& l = cfg_.limits;
-    members(*o, p, kLimitKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
-      if (key == "max_connections") {
-        if (auto n = uint_of(val, kp, 1, kNoMax)) l.max_connections = *n;
-        return;
-      }
-      auto n = u32_of(val, kp);
-      if (!n) return;
-      if (key == "connect_timeout_ms") l.connect_timeout_ms = *n;
-      else if (key == "idle_timeout_s") l.idle_timeout_s = *n;
-      else if (key == "udp_idle_timeout_s") l.udp_idle_timeout_s = *n;
-      else if (key == "overlap_ms") l.overlap_ms = *n;
-      else if (key == "drain_timeout_s") l.drain_timeout_s = *n;
-    });
+    members(*o, p, kLimitKeys,
+            [&](std::string_view key, const json::value& val, const std::string& kp) {
+              if (key == "max_connections") {
+                if (auto n = uint_of(val, kp, 1, kNoMax)) l.max_connections = *n;
+                return;
+              }
+              auto n = u32_of(val, kp);
+              if (!n) return;
+              if (key == "connect_timeout_ms")
+                l.connect_timeout_ms = *n;
+              else if (key == "idle_timeout_s")
+                l.idle_timeout_s = *n;
+              else if (key == "udp_idle_timeout_s")
+                l.udp_idle_timeout_s = *n;
+              else if (key == "overlap_ms")
+                l.overlap_ms = *n;
+              else if (key == "drain_timeout_s")
+                l.drain_timeout_s = *n;
+            });
   }
 
   void walk_gateways(const json::value& v, const std::string& p) {
@@ -728,28 +767,32 @@ class Parser {
       const json::object* o = object_of((*a)[i], gp);
       if (!o) continue;
       Gateway g;
-      members(*o, gp, kGatewayKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
-        if (key == "id") {
-          auto s = string_of(val, kp);
-          if (!s) return;
-          if (!is_id(*s)) return problem(kp, bad_id(*s));
-          if (auto [it, fresh] = ids.emplace(*s, i); !fresh)
-            return problem(kp, "duplicate id " + quoted(*s) + " (also " + element(p, it->second) + ")");
-          g.id = *s;
-        } else if (key == "tunnel_ip") {
-          auto s = ip_of(val, kp);
-          if (!s) return;
-          if (auto [it, fresh] = ips.emplace(*s, i); !fresh)
-            return problem(kp, *s + " is already the tunnel_ip of " + element(p, it->second));
-          g.tunnel_ip = *s;
-        } else if (key == "token_file") {
-          if (auto s = abs_path_of(val, kp)) g.token_file = *s;
-        }
-      });
+      members(
+          *o, gp, kGatewayKeys,
+          [&](std::string_view key, const json::value& val, const std::string& kp) {
+            if (key == "id") {
+              auto s = string_of(val, kp);
+              if (!s) return;
+              if (!is_id(*s)) return problem(kp, bad_id(*s));
+              if (auto [it, fresh] = ids.emplace(*s, i); !fresh)
+                return problem(
+                    kp, "duplicate id " + quoted(*s) + " (also " + element(p, it->second) + ")");
+              g.id = *s;
+            } else if (key == "tunnel_ip") {
+              auto s = ip_of(val, kp);
+              if (!s) return;
+              if (auto [it, fresh] = ips.emplace(*s, i); !fresh)
+                return problem(kp, *s + " is already the tunnel_ip of " + element(p, it->second));
+              g.tunnel_ip = *s;
+            } else if (key == "token_file") {
+              if (auto s = abs_path_of(val, kp)) g.token_file = *s;
+            }
+          });
       require(*o, gp, "id");
       require(*o, gp, "tunnel_ip");
       if (has_sync_)
-        require(*o, gp, "token_file", "when the edge has a \"sync\" section (the gateway proves itself with it)");
+        require(*o, gp, "token_file",
+                "when the edge has a \"sync\" section (the gateway proves itself with it)");
       cfg_.gateways.push_back(std::move(g));
     }
   }
@@ -760,24 +803,26 @@ class Parser {
     Sync s;
     std::string why;
     uint16_t port = 0;
-    members(*o, p, kSyncKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
-      if (key == "listen" || key == "edge") {
-        Role for_role = key == "listen" ? Role::Edge : Role::Gateway;
-        if (role_ && *role_ != for_role) return only_for(kp, for_role);
-        auto text = string_of(val, kp);
-        if (!text) return;
-        if (!parse_endpoint(*text, &port, &why)) return problem(kp, why);
-        (key == "listen" ? s.listen : s.edge) = *text;
-        sync_port_ = port;
-      } else if (key == "token_file") {
-        if (role_ == Role::Edge) {
-          problem(kp, "only valid for role gateway (an edge reads each gateways[].token_file)");
-          return;
-        }
-        if (auto f = abs_path_of(val, kp)) s.token_file = *f;
-      }
-    });
-    if (role_ == Role::Edge) require(*o, p, "listen", "on an edge (\"IP:port\" to accept gateways on)");
+    members(
+        *o, p, kSyncKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
+          if (key == "listen" || key == "edge") {
+            Role for_role = key == "listen" ? Role::Edge : Role::Gateway;
+            if (role_ && *role_ != for_role) return only_for(kp, for_role);
+            auto text = string_of(val, kp);
+            if (!text) return;
+            if (!parse_endpoint(*text, &port, &why)) return problem(kp, why);
+            (key == "listen" ? s.listen : s.edge) = *text;
+            sync_port_ = port;
+          } else if (key == "token_file") {
+            if (role_ == Role::Edge) {
+              problem(kp, "only valid for role gateway (an edge reads each gateways[].token_file)");
+              return;
+            }
+            if (auto f = abs_path_of(val, kp)) s.token_file = *f;
+          }
+        });
+    if (role_ == Role::Edge)
+      require(*o, p, "listen", "on an edge (\"IP:port\" to accept gateways on)");
     if (role_ == Role::Gateway) {
       require(*o, p, "edge", "on a gateway (the edge's sync \"IP:port\")");
       require(*o, p, "token_file", "on a gateway");
@@ -805,43 +850,45 @@ class Parser {
     const json::object* o = object_of(v, p);
     if (!o) return r;
     bool port_ok = false, target_ok = false, proto_ok = true, tls_ok = false;
-    members(*o, p, kRouteKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
-      size_t before = problems_.size();
-      if (key == "id") {
-        auto s = string_of(val, kp);
-        if (!s) return;
-        if (!is_id(*s)) return problem(kp, bad_id(*s));
-        if (auto [it, fresh] = route_ids_.emplace(*s, index); !fresh)
-          return problem(kp, "duplicate id " + quoted(*s) + " (also " + element("routes", it->second) + ")");
-        r.id = *s;
-      } else if (key == "protocol") {
-        auto e = enum_of(val, kp, kProtocols);
-        proto_ok = e.has_value();
-        if (e) r.protocol = *e;
-      } else if (key == "listen") {
-        if (auto s = ip_of(val, kp)) r.listen = *s;
-      } else if (key == "listen_port") {
-        if (auto range = listen_port_of(val, kp)) r.listen_port = *range, port_ok = true;
-      } else if (key == "target") {
-        walk_target(val, kp, r.target);
-        target_ok = problems_.size() == before;
-      } else if (key == "tls") {
-        walk_tls(val, kp, r.tls);
-        tls_ok = problems_.size() == before;
-      } else if (key == "timeouts") {
-        walk_timeouts(val, kp, r.timeouts);
-      } else if (key == "max_connections") {
-        if (auto n = uint_of(val, kp, 1, kNoMax)) r.max_connections = *n;
-      } else if (key == "allow") {
-        walk_allow(val, kp, r.allow);
-      } else if (key == "proxy_protocol") {
-        if (auto e = enum_of(val, kp, kProxyProtocols)) r.proxy_protocol = *e;
-      } else if (key == "accept_proxy_protocol") {
-        if (auto b = bool_of(val, kp)) r.accept_proxy_protocol = *b;
-      } else if (key == "wol") {
-        r.wol = walk_wol(val, kp);
-      }
-    });
+    members(*o, p, kRouteKeys,
+            [&](std::string_view key, const json::value& val, const std::string& kp) {
+              size_t before = problems_.size();
+              if (key == "id") {
+                auto s = string_of(val, kp);
+                if (!s) return;
+                if (!is_id(*s)) return problem(kp, bad_id(*s));
+                if (auto [it, fresh] = route_ids_.emplace(*s, index); !fresh)
+                  return problem(kp, "duplicate id " + quoted(*s) + " (also " +
+                                         element("routes", it->second) + ")");
+                r.id = *s;
+              } else if (key == "protocol") {
+                auto e = enum_of(val, kp, kProtocols);
+                proto_ok = e.has_value();
+                if (e) r.protocol = *e;
+              } else if (key == "listen") {
+                if (auto s = ip_of(val, kp)) r.listen = *s;
+              } else if (key == "listen_port") {
+                if (auto range = listen_port_of(val, kp)) r.listen_port = *range, port_ok = true;
+              } else if (key == "target") {
+                walk_target(val, kp, r.target);
+                target_ok = problems_.size() == before;
+              } else if (key == "tls") {
+                walk_tls(val, kp, r.tls);
+                tls_ok = problems_.size() == before;
+              } else if (key == "timeouts") {
+                walk_timeouts(val, kp, r.timeouts);
+              } else if (key == "max_connections") {
+                if (auto n = uint_of(val, kp, 1, kNoMax)) r.max_connections = *n;
+              } else if (key == "allow") {
+                walk_allow(val, kp, r.allow);
+              } else if (key == "proxy_protocol") {
+                if (auto e = enum_of(val, kp, kProxyProtocols)) r.proxy_protocol = *e;
+              } else if (key == "accept_proxy_protocol") {
+                if (auto b = bool_of(val, kp)) r.accept_proxy_protocol = *b;
+              } else if (key == "wol") {
+                r.wol = walk_wol(val, kp);
+              }
+            });
     require(*o, p, "id");
     require(*o, p, "listen_port");
     require(*o, p, "target");
@@ -889,32 +936,35 @@ class Parser {
   void walk_target(const json::value& v, const std::string& p, Target& t) {
     const json::object* o = object_of(v, p);
     if (!o) return;
-    members(*o, p, kTargetKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
-      if (key == "host") {
-        if (auto s = host_of(val, kp)) t.host = *s;
-      } else if (key == "lan_host") {
-        if (auto s = host_of(val, kp)) t.lan_host = *s;
-      } else if (key == "port") {
-        if (auto n = port_of(val, kp)) t.port = *n;
-      } else if (key == "lan_port") {
-        if (auto n = port_of(val, kp)) t.lan_port = *n;
-      } else if (key == "gateway") {
-        auto s = string_of(val, kp);
-        if (!s) return;
-        if (role_ == Role::Gateway) {
-          if (own_gateway_id_ && *s != *own_gateway_id_)
-            problem(kp, quoted(*s) + " is not this gateway (gateway_id " + quoted(*own_gateway_id_) + ")");
-          // Not kept: on a gateway the route is not "via a gateway", its target is the LAN.
-        } else if (role_ == Role::Edge && !gateway_ids_.contains(*s)) {
-          std::string known;
-          for (auto& id : gateway_ids_) known += (known.empty() ? "" : ", ") + quoted(id);
-          problem(kp, "unknown gateway " + quoted(*s) +
-                          (known.empty() ? " (no gateways are configured)" : " (known: " + known + ")"));
-        } else {
-          t.gateway = *s;
-        }
-      }
-    });
+    members(*o, p, kTargetKeys,
+            [&](std::string_view key, const json::value& val, const std::string& kp) {
+              if (key == "host") {
+                if (auto s = host_of(val, kp)) t.host = *s;
+              } else if (key == "lan_host") {
+                if (auto s = host_of(val, kp)) t.lan_host = *s;
+              } else if (key == "port") {
+                if (auto n = port_of(val, kp)) t.port = *n;
+              } else if (key == "lan_port") {
+                if (auto n = port_of(val, kp)) t.lan_port = *n;
+              } else if (key == "gateway") {
+                auto s = string_of(val, kp);
+                if (!s) return;
+                if (role_ == Role::Gateway) {
+                  if (own_gateway_id_ && *s != *own_gateway_id_)
+                    problem(kp, quoted(*s) + " is not this gateway (gateway_id " +
+                                    quoted(*own_gateway_id_) + ")");
+                  // Not kept: on a gateway the route is not "via a gateway", its target is the LAN.
+                } else if (role_ == Role::Edge && !gateway_ids_.contains(*s)) {
+                  std::string known;
+                  for (auto& id : gateway_ids_) known += (known.empty() ? "" : ", ") + quoted(id);
+                  problem(kp, "unknown gateway " + quoted(*s) +
+                                  (known.empty() ? " (no gateways are configured)"
+                                                 : " (known: " + known + ")"));
+                } else {
+                  t.gateway = *s;
+                }
+              }
+            });
     const bool direct = o->contains("host") || o->contains("port");
     const bool lan = o->contains("gateway") || o->contains("lan_host") || o->contains("lan_port");
     const std::string forms =
@@ -939,42 +989,45 @@ class Parser {
   void walk_tls(const json::value& v, const std::string& p, Tls& t) {
     const json::object* o = object_of(v, p);
     if (!o) return;
-    bool mode_ok = false;
-    size_t listed = 0;  // names written in "domains", valid or not
+    bool mode_ok = false, default_ok = true;
+    std::optional<size_t> listed;  // names written in "domains", valid or not; unset: not an array
     bool cert_ok = false, key_ok = false;
-    members(*o, p, kTlsKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
-      if (key == "mode") {
-        auto m = enum_of(val, kp, kTlsModes);
-        mode_ok = m.has_value();
-        if (m) t.mode = *m;
-      } else if (key == "domains") {
-        const json::array* a = array_of(val, kp);
-        if (!a) return;
-        listed = a->size();
-        for (size_t i = 0; i < a->size(); ++i) {
-          std::string ep = element(kp, i), why;
-          auto s = string_of((*a)[i], ep);
-          if (!s) continue;
-          auto name = sni_name(*s, &why);
-          if (!name) {
-            problem(ep, why);
-            continue;
-          }
-          auto seen = std::find(t.domains.begin(), t.domains.end(), *name);
-          if (seen != t.domains.end()) {
-            problem(ep, "duplicate name " + quoted(*name));
-            continue;
-          }
-          t.domains.push_back(*name);
-        }
-      } else if (key == "default") {
-        if (auto b = bool_of(val, kp)) t.is_default = *b;
-      } else if (key == "cert") {
-        if (auto s = abs_path_of(val, kp)) t.cert = *s, cert_ok = true;
-      } else if (key == "key") {
-        if (auto s = abs_path_of(val, kp)) t.key = *s, key_ok = true;
-      }
-    });
+    members(*o, p, kTlsKeys,
+            [&](std::string_view key, const json::value& val, const std::string& kp) {
+              if (key == "mode") {
+                auto m = enum_of(val, kp, kTlsModes);
+                mode_ok = m.has_value();
+                if (m) t.mode = *m;
+              } else if (key == "domains") {
+                const json::array* a = array_of(val, kp);
+                if (!a) return;
+                listed = a->size();
+                for (size_t i = 0; i < a->size(); ++i) {
+                  std::string ep = element(kp, i), why;
+                  auto s = string_of((*a)[i], ep);
+                  if (!s) continue;
+                  auto name = sni_name(*s, &why);
+                  if (!name) {
+                    problem(ep, why);
+                    continue;
+                  }
+                  auto seen = std::find(t.domains.begin(), t.domains.end(), *name);
+                  if (seen != t.domains.end()) {
+                    problem(ep, "duplicate name " + quoted(*name));
+                    continue;
+                  }
+                  t.domains.push_back(*name);
+                }
+              } else if (key == "default") {
+                auto b = bool_of(val, kp);
+                default_ok = b.has_value();
+                if (b) t.is_default = *b;
+              } else if (key == "cert") {
+                if (auto s = abs_path_of(val, kp)) t.cert = *s, cert_ok = true;
+              } else if (key == "key") {
+                if (auto s = abs_path_of(val, kp)) t.key = *s, key_ok = true;
+              }
+            });
     if (!o->contains("mode"))
       return problem(member(p, "mode"), "required (\"none\", \"passthrough\" or \"terminate\")");
     if (!mode_ok) return;
@@ -989,10 +1042,13 @@ class Parser {
       if (o->contains("key")) problem(member(p, "key"), term_only);
     }
     if (t.mode == TlsMode::None) return;
-    if (listed == 0 && !t.is_default)
-      problem(member(p, "domains"), std::string(o->contains("domains") ? "must list at least one name"
-                                                                       : "required") +
-                                        " unless \"default\": true");
+    // Only when "domains" and "default" are themselves well-formed, to report one thing once.
+    if (default_ok && !t.is_default) {
+      if (!o->contains("domains"))
+        problem(member(p, "domains"), "required unless \"default\": true");
+      else if (listed == size_t(0))
+        problem(member(p, "domains"), "must list at least one name unless \"default\": true");
+    }
     if (t.mode != TlsMode::Terminate) return;
     require(*o, p, "cert", "for mode \"terminate\" (a PEM certificate chain)");
     require(*o, p, "key", "for mode \"terminate\" (a PEM private key)");
@@ -1017,28 +1073,36 @@ class Parser {
   void walk_timeouts(const json::value& v, const std::string& p, RouteTimeouts& t) {
     const json::object* o = object_of(v, p);
     if (!o) return;
-    members(*o, p, kTimeoutKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
-      auto n = u32_of(val, kp);
-      if (!n) return;
-      if (key == "connect_timeout_ms") t.connect_timeout_ms = *n;
-      else if (key == "idle_timeout_s") t.idle_timeout_s = *n;
-      else if (key == "udp_idle_timeout_s") t.udp_idle_timeout_s = *n;
-      else if (key == "drain_timeout_s") t.drain_timeout_s = *n;
-    });
+    members(*o, p, kTimeoutKeys,
+            [&](std::string_view key, const json::value& val, const std::string& kp) {
+              auto n = u32_of(val, kp);
+              if (!n) return;
+              if (key == "connect_timeout_ms")
+                t.connect_timeout_ms = *n;
+              else if (key == "idle_timeout_s")
+                t.idle_timeout_s = *n;
+              else if (key == "udp_idle_timeout_s")
+                t.udp_idle_timeout_s = *n;
+              else if (key == "drain_timeout_s")
+                t.drain_timeout_s = *n;
+            });
   }
 
   void walk_allow(const json::value& v, const std::string& p, std::vector<Cidr>& out) {
     const json::array* a = array_of(v, p);
     if (!a) return;
     if (a->empty())
-      return problem(p, "is empty; an empty list would read as \"everyone\": leave \"allow\" out "
-                        "to allow everyone");
+      return problem(p,
+                     "is empty; an empty list would read as \"everyone\": leave \"allow\" out "
+                     "to allow everyone");
     for (size_t i = 0; i < a->size(); ++i) {
       std::string ep = element(p, i), why;
       auto s = string_of((*a)[i], ep);
       if (!s) continue;
-      if (auto c = parse_cidr(*s, &why)) out.push_back(*c);
-      else problem(ep, why);
+      if (auto c = parse_cidr(*s, &why))
+        out.push_back(*c);
+      else
+        problem(ep, why);
     }
   }
 
@@ -1046,21 +1110,28 @@ class Parser {
     const json::object* o = object_of(v, p);
     if (!o) return std::nullopt;
     Wol w;
-    members(*o, p, kWolKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
-      if (key == "mac") {
-        auto s = string_of(val, kp);
-        if (!s) return;
-        if (auto mac = parse_mac(*s)) w.mac = *mac;
-        else problem(kp, "expected a MAC address like \"aa:bb:cc:dd:ee:ff\" (got " + quoted(*s) + ")");
-      } else if (key == "broadcast") {
-        auto s = string_of(val, kp);
-        if (!s) return;
-        if (is_ipv4(*s)) w.broadcast = *s;
-        else problem(kp, "expected an IPv4 broadcast address like \"192.168.2.255\" (got " + quoted(*s) + ")");
-      } else if (key == "wait_s") {
-        if (auto n = uint_of(val, kp, 1, 600)) w.wait_s = uint32_t(*n);
-      }
-    });
+    members(
+        *o, p, kWolKeys, [&](std::string_view key, const json::value& val, const std::string& kp) {
+          if (key == "mac") {
+            auto s = string_of(val, kp);
+            if (!s) return;
+            if (auto mac = parse_mac(*s))
+              w.mac = *mac;
+            else
+              problem(kp,
+                      "expected a MAC address like \"aa:bb:cc:dd:ee:ff\" (got " + quoted(*s) + ")");
+          } else if (key == "broadcast") {
+            auto s = string_of(val, kp);
+            if (!s) return;
+            if (is_ipv4(*s))
+              w.broadcast = *s;
+            else
+              problem(kp, "expected an IPv4 broadcast address like \"192.168.2.255\" (got " +
+                              quoted(*s) + ")");
+          } else if (key == "wait_s") {
+            if (auto n = uint_of(val, kp, 1, 600)) w.wait_s = uint32_t(*n);
+          }
+        });
     require(*o, p, "mac", "(the LAN device's MAC address)");
     return w;
   }

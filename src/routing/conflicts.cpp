@@ -127,9 +127,12 @@ std::vector<Problem> find_conflicts(const config::Config& cfg) {
       const bool a_tls = a.tls.mode != TlsMode::None, b_tls = b.tls.mode != TlsMode::None;
       const bool tcp_plain = a.has_tcp() && b.has_tcp() && !a_tls && !b_tls;
       const bool udp = a.has_udp() && b.has_udp();  // TLS never applies to UDP
-      if (tcp_plain && udp) conflict("listen_port", clash("tcp+udp", overlap, addrs[i], a, b));
-      else if (tcp_plain) conflict("listen_port", clash("tcp", overlap, addrs[i], a, b));
-      else if (udp) conflict("listen_port", clash("udp", overlap, addrs[i], a, b));
+      if (tcp_plain && udp)
+        conflict("listen_port", clash("tcp+udp", overlap, addrs[i], a, b));
+      else if (tcp_plain)
+        conflict("listen_port", clash("tcp", overlap, addrs[i], a, b));
+      else if (udp)
+        conflict("listen_port", clash("udp", overlap, addrs[i], a, b));
 
       if (!a.has_tcp() || !b.has_tcp() || (!a_tls && !b_tls)) continue;
       if (a_tls != b_tls) {
@@ -145,8 +148,7 @@ std::vector<Problem> find_conflicts(const config::Config& cfg) {
         for (const auto& m : a.tls.domains)
           if (to_lower(n) == to_lower(m)) shared.push_back(to_lower(n));
       if (!shared.empty())
-        conflict("tls.domains",
-                 clash("tcp", overlap, addrs[i], a, b, "both list " + list(shared)));
+        conflict("tls.domains", clash("tcp", overlap, addrs[i], a, b, "both list " + list(shared)));
       if (a.tls.is_default && b.tls.is_default)
         conflict("tls.default",
                  clash("tcp", overlap, addrs[i], a, b, "both are the \"default\": true route"));
