@@ -68,7 +68,7 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
       f.pipe = pipes_.acquire();
       if (!f.pipe) {
         // Out of fds for a pipe: try again at the next readiness event rather than failing.
-        if (warn_limit_.allow(now_))
+        if (warn_limit_.allow(unsigned(now_ / 1000)))
           RF_WARN("route=%s: no pipe available: %s", s.route->route.id.c_str(), std::strerror(errno));
         arm_poll_in(s, idx, d);
         break;

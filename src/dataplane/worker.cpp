@@ -15,10 +15,10 @@
 namespace rf::dataplane {
 
 namespace {
-uint32_t monotonic_seconds() {
+uint64_t monotonic_ms() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return uint32_t(ts.tv_sec);
+  return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 void set_nodelay(int fd) {
   int one = 1;
@@ -99,22 +99,22 @@ void Worker::run(std::promise<Result<void>> started) {
   started.set_value(std::move(r));
   if (!ok) return;
 
-  now_ = monotonic_seconds();
+  now_ = monotonic_ms();
   ring_->read(wake_fd_.get(), &wake_buf_, sizeof wake_buf_, uring::UserData{kWake, 0, 0}.pack());
   ring_->timeout_ms(kTickMs, uring::UserData{kTick, 0, 0}.pack());
   for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
 
-  const uint32_t stop_deadline_slack = 3;
-  uint32_t stop_deadline = 0;
+  const uint64_t stop_deadline_slack_ms = 3000;
+  uint64_t stop_deadline = 0;
   for (;;) {
     int n = ring_->run_once([this](const uring::Completion& c) { dispatch(c); });
     if (n < 0) {
       RF_ERROR("worker %u: io_uring wait: %s", id_, std::strerror(-n));
       break;
     }
-    now_ = monotonic_seconds();
+    now_ = monotonic_ms();
     if (stopping_) {
-      if (stop_deadline == 0) stop_deadline = now_ + stop_deadline_slack;
+      if (stop_deadline == 0) stop_deadline = now_ + stop_deadline_slack_ms;
       // Every session closed and every completion for it reaped: done.
       if (open_sessions_ == 0 || now_ >= stop_deadline) break;
     }
@@ -256,7 +256,7 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
   s.fd[1].reset(::socket(s.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!s.fd[1]) {
     char cb[64];
-    if (warn_limit_.allow(now_))
+    if (warn_limit_.allow(unsigned(now_ / 1000)))
       RF_WARN("route=%s client=%s: socket: %s", route->route.id.c_str(), client_str(s, cb, sizeof cb),
             std::strerror(errno));
     ctr.conns_failed.fetch_add(1, std::memory_order_relaxed);
@@ -304,7 +304,7 @@ void Worker::on_connect(Session& s, uint32_t idx, int res) {
     char cb[64], tb[64];
     routing::RouteCounters& ctr = *s.route->counters;
     ctr.conns_failed.fetch_add(1, std::memory_order_relaxed);
-    if (warn_limit_.allow(now_)) {
+    if (warn_limit_.allow(unsigned(now_ / 1000))) {
       if (res == -ECANCELED)
         RF_WARN("route=%s client=%s: target %s did not answer within %u ms",
                 s.route->route.id.c_str(), client_str(s, cb, sizeof cb),
@@ -394,7 +394,7 @@ void Worker::on_tick() {
     Session& s = sessions_[i];
     if (!s.in_use || s.closing || !s.connected) continue;
     const uint32_t limit = s.route->idle_timeout_s;
-    if (limit && now_ - s.last_active >= limit) {
+    if (limit && now_ - s.last_active >= uint64_t(limit) * 1000) {
       char cb[64];
       RF_INFO("route=%s client=%s: idle for %u s, closing", s.route->route.id.c_str(),
               client_str(s, cb, sizeof cb), limit);

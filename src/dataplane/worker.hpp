@@ -70,7 +70,7 @@ struct Session {
   socklen_t target_len = 0;
   uint32_t gen = 0;
   uint32_t inflight = 0;    // requests whose completion is still due
-  uint32_t last_active = 0; // worker clock, seconds
+  uint64_t last_active = 0; // worker clock, ms
   uint16_t listen_port = 0;
   bool in_use = false;
   bool connected = false;
@@ -139,7 +139,7 @@ class Worker {
   std::vector<Starved> starved_;  // copy: recv that found no free buffer
   UniqueFd wake_fd_;
   uint64_t wake_buf_ = 0;
-  uint32_t now_ = 0;
+  uint64_t now_ = 0;  // CLOCK_MONOTONIC_COARSE, ms; read once per completion batch
   log::RateLimit warn_limit_{20};  // events clients can trigger: failed connects, no fds
   uint64_t open_sessions_ = 0;
   bool accept_stalled_ = false;
