@@ -1,0 +1,123 @@
+# Real servers on the LAN host of the topology (tools/lib/topo.sh): a web server, sshd,
+# iperf3 and small TCP responders for a port range. Each writes its files and logs under
+# $TOPO_DIR and runs in $TOPO_NS_LAN through topo_spawn, so topo_down stops it.
+# shellcheck shell=bash disable=SC2034  # LAN_* variables are for the callers
+
+# Web server on TOPO_LAN_HOST_IP:80 serving $TOPO_DIR/www: index.html (one line with a token
+# unique to this run) and blob.bin (4 MiB of random bytes). nginx, or python3 if nginx is missing.
+# Sets LAN_WEB_TOKEN.
+lan_web_start() {
+  local www=$TOPO_DIR/www pid
+  mkdir -p "$www"
+  LAN_WEB_TOKEN="ringfwd-lan-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  printf 'hello from the LAN web server: %s\n' "$LAN_WEB_TOKEN" >"$www/index.html"
+  head -c $((4 * 1024 * 1024)) /dev/urandom >"$www/blob.bin"
+  if rf_have nginx; then
+    mkdir -p "$TOPO_DIR/nginx"
+    cat >"$TOPO_DIR/nginx/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid $TOPO_DIR/nginx/nginx.pid;
+error_log $TOPO_DIR/nginx/error.log warn;
+events { worker_connections 512; }
+http {
+  access_log $TOPO_DIR/nginx/access.log;
+  client_body_temp_path $TOPO_DIR/nginx/body;
+  proxy_temp_path $TOPO_DIR/nginx/proxy;
+  fastcgi_temp_path $TOPO_DIR/nginx/fastcgi;
+  uwsgi_temp_path $TOPO_DIR/nginx/uwsgi;
+  scgi_temp_path $TOPO_DIR/nginx/scgi;
+  default_type application/octet-stream;
+  sendfile on;
+  server {
+    listen $TOPO_LAN_HOST_IP:80;
+    root $www;
+  }
+}
+EOF
+    topo_spawn pid "$TOPO_NS_LAN" "$TOPO_DIR/nginx/stderr.log" \
+      nginx -e "$TOPO_DIR/nginx/error.log" -p "$TOPO_DIR/nginx" -c "$TOPO_DIR/nginx/nginx.conf"
+    LAN_WEB_LOG=$TOPO_DIR/nginx/access.log
+  else
+    topo_spawn pid "$TOPO_NS_LAN" "$TOPO_DIR/web.log" \
+      python3 -m http.server --bind "$TOPO_LAN_HOST_IP" --directory "$www" 80
+    LAN_WEB_LOG=$TOPO_DIR/web.log
+  fi
+  _lan_wait_listen 10 web "$pid" "$TOPO_LAN_HOST_IP" 80
+}
+
+# sshd on TOPO_LAN_HOST_IP:22 with a fresh host key; a fresh user key for the current user.
+# Sets LAN_SSH_KEY (client identity) and LAN_SSH_KNOWN_HOSTS (host key pinned for
+# "[EDGE_HOST]:EDGE_PORT", the address clients use through the edge).
+# lan_ssh_start EDGE_HOST EDGE_PORT
+lan_ssh_start() {
+  local d=$TOPO_DIR/ssh pid sshd
+  sshd=$(command -v sshd) || { rf_log "sshd not installed"; return 1; }
+  mkdir -p "$d"
+  ssh-keygen -q -t ed25519 -N '' -C ringfwd-dev-host -f "$d/host_ed25519_key"
+  ssh-keygen -q -t ed25519 -N '' -C ringfwd-dev-user -f "$d/user_ed25519_key"
+  cp "$d/user_ed25519_key.pub" "$d/authorized_keys"
+  printf '[%s]:%s %s\n' "$1" "$2" "$(cut -d' ' -f1,2 "$d/host_ed25519_key.pub")" >"$d/known_hosts"
+  cat >"$d/sshd_config" <<EOF
+ListenAddress $TOPO_LAN_HOST_IP:22
+HostKey $d/host_ed25519_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+AllowUsers $(id -un)
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+PrintMotd no
+LogLevel VERBOSE
+EOF
+  # sshd's privilege separation directory; the openssh-server package normally creates it.
+  [[ -d /run/sshd ]] || install -d -m 0755 /run/sshd
+  topo_spawn pid "$TOPO_NS_LAN" "$d/sshd.log" "$sshd" -D -e -f "$d/sshd_config"
+  LAN_SSH_KEY=$d/user_ed25519_key
+  LAN_SSH_KNOWN_HOSTS=$d/known_hosts
+  LAN_SSH_LOG=$d/sshd.log
+  _lan_wait_listen 10 sshd "$pid" "$TOPO_LAN_HOST_IP" 22
+}
+
+# The ssh options a client uses with lan_ssh_start's keys (prints one option per line).
+lan_ssh_opts() {
+  printf '%s\n' -F /dev/null -i "$LAN_SSH_KEY" -o IdentitiesOnly=yes \
+    -o UserKnownHostsFile="$LAN_SSH_KNOWN_HOSTS" -o GlobalKnownHostsFile=/dev/null \
+    -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=10 -o LogLevel=ERROR
+}
+
+# iperf3 server on TOPO_LAN_HOST_IP:5201.
+lan_iperf_start() {
+  local pid
+  topo_spawn pid "$TOPO_NS_LAN" "$TOPO_DIR/iperf3.log" iperf3 -s -B "$TOPO_LAN_HOST_IP" -p 5201
+  LAN_IPERF_LOG=$TOPO_DIR/iperf3.log
+  _lan_wait_listen 10 iperf3 "$pid" "$TOPO_LAN_HOST_IP" 5201
+}
+
+# lan_port_responders PORT...: on each PORT a TCP server that answers "port-PORT" and closes.
+lan_port_responders() {
+  local port pid
+  for port in "$@"; do
+    topo_spawn pid "$TOPO_NS_LAN" "$TOPO_DIR/responder-$port.log" \
+      socat "TCP-LISTEN:$port,bind=$TOPO_LAN_HOST_IP,reuseaddr,fork" "SYSTEM:echo port-$port"
+    _lan_wait_listen 10 "responder $port" "$pid" "$TOPO_LAN_HOST_IP" "$port"
+  done
+}
+
+# A listening socket on HOST:PORT, seen with ss (a probe connection would confuse iperf3).
+_lan_listening() { [[ -n $(ip netns exec "$TOPO_NS_LAN" ss -Hltn src "$1" sport = ":$2") ]]; }
+
+# _lan_wait_listen SECONDS NAME PID HOST PORT
+_lan_wait_listen() {
+  local secs=$1 name=$2 pid=$3 deadline=$((SECONDS + $1))
+  until _lan_listening "$4" "$5" 2>/dev/null; do
+    rf_pid_alive "$pid" || { rf_log "$name exited at start"; return 1; }
+    ((SECONDS < deadline)) || { rf_log "$name is not listening on $4:$5 after ${secs}s"; return 1; }
+    sleep 0.1
+  done
+}
