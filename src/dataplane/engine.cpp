@@ -77,7 +77,17 @@ Result<std::unique_ptr<Engine>> Engine::start(std::shared_ptr<const routing::Rou
   // with one clear message instead of a half-served configuration.
   std::vector<std::vector<Listener>> per_worker(n);
   for (const routing::ResolvedRoute& r : e->table_->routes()) {
+    if (r.route.has_udp())
+      RF_WARN("route=%s: udp is not served by this build yet%s", r.route.id.c_str(),
+              r.route.has_tcp() ? " (tcp is)" : "; route not served");
     if (!r.route.has_tcp()) continue;
+    if (!r.tcp_unsupported.empty()) {
+      RF_WARN("route=%s: %s; route not served", r.route.id.c_str(), r.tcp_unsupported.c_str());
+      continue;
+    }
+    if (r.route.wol)
+      RF_WARN("route=%s: Wake-on-LAN is not part of this build yet; served without it",
+              r.route.id.c_str());
     for (uint32_t p = r.route.listen_port.first; p <= r.route.listen_port.last; ++p) {
       for (unsigned w = 0; w < n; ++w) {
         auto fd = bind_listener(r, uint16_t(p));

@@ -239,8 +239,25 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
     shared_.active.fetch_sub(1, std::memory_order_relaxed);
     ctr.conns_active.fetch_sub(1, std::memory_order_relaxed);
     ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
-    RF_DEBUG("route=%s: refused a connection (max_connections)", route->route.id.c_str());
+    if (warn_limit_.allow(unsigned(now_ / 1000)))
+      RF_INFO("route=%s: refused a connection: %s reached", route->route.id.c_str(),
+              active >= shared_.max_connections ? "limits.max_connections" : "route max_connections");
     return;  // closing `client` tells the client at once
+  }
+  if (!route->route.allow.empty()) {
+    sockaddr_storage peer{};
+    socklen_t pl = sizeof peer;
+    if (getpeername(client.get(), reinterpret_cast<sockaddr*>(&peer), &pl) < 0 ||
+        !route->allows(peer)) {
+      shared_.active.fetch_sub(1, std::memory_order_relaxed);
+      ctr.conns_active.fetch_sub(1, std::memory_order_relaxed);
+      ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
+      char cb[64];
+      if (warn_limit_.allow(unsigned(now_ / 1000)))
+        RF_INFO("route=%s client=%s: refused: not in the allow list", route->route.id.c_str(),
+                net::format(peer, cb, sizeof cb));
+      return;
+    }
   }
   ctr.conns_total.fetch_add(1, std::memory_order_relaxed);
 

@@ -155,12 +155,21 @@ uint16_t free_port_block(unsigned count) {
 // ---------------------------------------------------------------------------------------------
 // Sockets.
 
-ConnectResult connect_tcp(uint16_t port, milliseconds timeout) {
+ConnectResult connect_tcp(uint16_t port, milliseconds timeout, const char* source) {
   ConnectResult r;
   Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!s) {
     r.err = errno;
     return r;
+  }
+  if (source) {
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    inet_pton(AF_INET, source, &src.sin_addr);
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+      r.err = errno;
+      return r;
+    }
   }
   auto a = loopback(port);
   if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {

@@ -92,7 +92,9 @@ struct ConnectResult {
   Fd fd;
   int err = 0;  // 0 on success, errno otherwise (ETIMEDOUT when the deadline passed)
 };
-ConnectResult connect_tcp(uint16_t port, milliseconds timeout = milliseconds(5000));
+// `source`: the local address to connect from (e.g. "127.0.0.2"), default the kernel's choice.
+ConnectResult connect_tcp(uint16_t port, milliseconds timeout = milliseconds(5000),
+                          const char* source = nullptr);
 // Listening socket on 127.0.0.1:port (SO_REUSEADDR, no SO_REUSEPORT). Throws on failure.
 Fd listen_tcp(uint16_t port, int backlog = 1024);
 

@@ -509,6 +509,33 @@ TEST_P(DataPath, RouteMaxConnections) {
   EXPECT_EQ(s->active, 3u) << s->str();
 }
 
+// allow: only clients inside the route's CIDR list reach the target; others are closed at
+// once and counted as refused. 127.0.0.2 and 127.0.0.1 are two distinct loopback sources.
+TEST_P(DataPath, AllowListRefusesOtherClients) {
+  EchoServer echo(free_port());
+  uint16_t lp = free_port();
+  START_DAEMON(config({route_json("allowed", lp, echo.port(), R"(,"allow":["127.0.0.2/32"])")}));
+
+  auto in = connect_tcp(lp, milliseconds(5000), "127.0.0.2");
+  ASSERT_EQ(in.err, 0) << std::strerror(in.err);
+  EXPECT_EQ(echo_roundtrip(in.fd.get(), "inside", seconds(5)), "");
+
+  auto out = connect_tcp(lp, milliseconds(5000), "127.0.0.1");
+  ASSERT_EQ(out.err, 0) << std::strerror(out.err);
+  auto w = wait_closed(out.fd.get(), Clock::now(), milliseconds(1000));
+  EXPECT_TRUE(closed_end(w.end)) << "a client outside the allow list was not closed";
+  EXPECT_EQ(w.bytes, 0u);
+  EXPECT_EQ(echo.accepted(), 1u) << "the refused client reached the target";
+
+  auto st = d_.wait_stats("allowed", [](const RouteStats& x) { return x.refused >= 1; },
+                          seconds(5));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->refused, 1u) << st->str();
+  EXPECT_EQ(st->total, 1u) << st->str();
+  EXPECT_NE(d_.log().find("client=127.0.0.1:"), std::string::npos)
+      << "the refusal is not logged with the client address";
+}
+
 // 9a. SIGTERM: listeners close at once, a running transfer finishes intact, exit 0.
 TEST_P(DataPath, SigtermDrainsTransfers) {
   DuplexServer srv(free_port());

@@ -42,6 +42,10 @@ struct ResolvedRoute {
 
   // The target address for a connection accepted on listen port p.
   void target_for(uint16_t listen_port, sockaddr_storage& out, socklen_t& len) const;
+  // True when the route has no allow list or the client's address is in it.
+  bool allows(const sockaddr_storage& client) const;
+  // Why this build cannot serve the route's TCP side (empty: it can).
+  std::string tcp_unsupported;
 };
 
 class RouteTable {
