@@ -533,9 +533,15 @@ void Daemon::kill_now() {
 }
 
 void Daemon::spawn(const std::vector<std::string>& args, const std::string& log_path) {
+  spawn_wrapped({}, args, log_path);
+}
+
+void Daemon::spawn_wrapped(const std::vector<std::string>& wrapper,
+                           const std::vector<std::string>& args, const std::string& log_path) {
   log_path_ = log_path;
   exit_code_.reset();
-  std::vector<std::string> argv{ringfwd_binary()};
+  std::vector<std::string> argv = wrapper;
+  argv.push_back(ringfwd_binary());
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = spawn_process(argv, log_path);
 }

@@ -177,6 +177,9 @@ class Daemon {
                     milliseconds ready_timeout = milliseconds(10000));
   // Starts without waiting for readiness.
   void spawn(const std::vector<std::string>& args, const std::string& log_path);
+  // The same, run under a wrapper command (e.g. prlimit): wrapper + ringfwd + args.
+  void spawn_wrapped(const std::vector<std::string>& wrapper, const std::vector<std::string>& args,
+                     const std::string& log_path);
   bool wait_ready(milliseconds timeout);
 
   pid_t pid() const { return pid_; }

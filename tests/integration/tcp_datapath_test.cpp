@@ -536,6 +536,52 @@ TEST_P(DataPath, AllowListRefusesOtherClients) {
       << "the refusal is not logged with the client address";
 }
 
+// Running out of fds: new connections are refused with a log line, established ones keep
+// working, and once fds are free again new connections are served. The daemon runs with a
+// 64-fd limit it cannot raise (CAP_SYS_RESOURCE dropped from its bounding set).
+TEST_P(DataPath, OutOfFdsRefusesThenRecovers) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (setpriv drops CAP_SYS_RESOURCE)";
+  EchoServer echo(free_port());
+  uint16_t lp = free_port();
+  std::string cfg = dir_.write_file("ringfwd.json", config({route_json("fds", lp, echo.port())}));
+  d_.spawn_wrapped({"/usr/bin/prlimit", "--nofile=64:64", "--", "/usr/bin/setpriv",
+                    "--bounding-set=-sys_resource", "--"},
+                   {"--config", cfg, "--bus", "none"}, dir_.path() + "/ringfwd.log");
+  ASSERT_TRUE(d_.wait_ready(milliseconds(10000))) << d_.log_tail();
+
+  std::vector<Fd> held;
+  int ok = 0, failed = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto c = connect_tcp(lp, milliseconds(1000));
+    if (c.err) {
+      ++failed;
+      continue;
+    }
+    if (echo_roundtrip(c.fd.get(), "fd " + std::to_string(i), milliseconds(300)).empty())
+      ++ok;
+    else
+      ++failed;
+    held.push_back(std::move(c.fd));
+  }
+  EXPECT_GT(ok, 5) << "no connection was served at all";
+  EXPECT_GT(failed, 0) << "64 fds were enough for 50 proxied connections: the limit did not apply";
+  EXPECT_NE(d_.log().find("Too many open files"), std::string::npos)
+      << "running out of fds left no log line";
+  EXPECT_TRUE(d_.running());
+  // The first connections, served before the limit was hit, still work.
+  EXPECT_EQ(echo_roundtrip(held[0].get(), "still here", seconds(5)), "");
+
+  held.clear();
+  std::string last_err = "never tried";
+  auto deadline = Clock::now() + seconds(5);
+  while (Clock::now() < deadline) {
+    auto c = connect_tcp(lp, milliseconds(1000));
+    if (!c.err && (last_err = echo_roundtrip(c.fd.get(), "again", milliseconds(500))).empty()) break;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  EXPECT_EQ(last_err, "") << "no new connection served after fds were freed";
+}
+
 // 9a. SIGTERM: listeners close at once, a running transfer finishes intact, exit 0.
 TEST_P(DataPath, SigtermDrainsTransfers) {
   DuplexServer srv(free_port());
