@@ -178,12 +178,16 @@ void BM_RouteLookupTcp(benchmark::State& state) {
   if (misses) {
     for (auto& p : ports) p = static_cast<uint16_t>(p + 30000);  // 50000+: nothing there
   } else {
-    for (uint16_t p : ports) {
-      if (table.lookup_tcp(p) == nullptr) {
-        state.SkipWithError(("no route for port " + std::to_string(p)).c_str());
-        return;
-      }
+    // Only the routes this build serves over TCP are in the table (a build may skip routes
+    // whose features it lacks, and says so in its log): look those up.
+    std::vector<uint16_t> served;
+    for (uint16_t p : ports)
+      if (table.lookup_tcp(p) != nullptr) served.push_back(p);
+    if (served.empty()) {
+      state.SkipWithError("no TCP route of the config is in the table");
+      return;
     }
+    ports = std::move(served);
   }
   const size_t n = ports.size();
   size_t i = 0;
