@@ -15,7 +15,14 @@
 
 namespace rf::dataplane {
 
-std::string_view to_string(Mode m) { return m == Mode::Splice ? "splice" : "copy"; }
+std::string_view to_string(Mode m) {
+  switch (m) {
+    case Mode::Splice: return "splice";
+    case Mode::Copy: return "copy";
+    case Mode::Hybrid: return "hybrid";
+  }
+  return "?";
+}
 
 Result<Mode> choose_mode(config::Dataplane wanted, std::string* why) {
   switch (wanted) {
@@ -30,9 +37,10 @@ Result<Mode> choose_mode(config::Dataplane wanted, std::string* why) {
     case config::Dataplane::Auto:
       break;
   }
-  // Measured in perf/lab on loopback: see README "Performance".
-  *why = "splice (auto: sockmap not built; splice measured fastest for bulk streams)";
-  return Mode::Splice;
+  // perf/lab on loopback: splice moves bulk streams at half copy's CPU, copy answers small
+  // requests with fewer syscalls; hybrid takes each where it wins (README "Performance").
+  *why = "hybrid (auto: copy for small messages, splice for bulk; sockmap not built)";
+  return Mode::Hybrid;
 }
 
 namespace {

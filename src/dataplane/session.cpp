@@ -61,7 +61,7 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
     if (f.drained) {
       f.drained = false;
       pipes_.release(std::move(f.pipe));
-      arm_poll_in(s, idx, d);
+      wait_source(s, idx, d);
       break;
     }
     if (!f.pipe) {
@@ -70,7 +70,7 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
         // Out of fds for a pipe: try again at the next readiness event rather than failing.
         if (warn_limit_.allow(unsigned(now_ / 1000)))
           RF_WARN("route=%s: no pipe available: %s", s.route->route.id.c_str(), std::strerror(errno));
-        arm_poll_in(s, idx, d);
+        wait_source(s, idx, d);
         break;
       }
     }
@@ -82,7 +82,9 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
       // A short read almost always means the socket is drained: after writing, wait for
       // readiness instead of paying for a splice that returns EAGAIN. A poll armed on a
       // socket that is already readable completes at once, so nothing is missed.
-      if (uint32_t(n) < pipes_.capacity() / 2) f.drained = true;
+      // Hybrid keeps splicing until EAGAIN instead: it leaves splice only when the burst
+      // ends, and every return to copy costs a buffered round trip.
+      if (opts_.mode == Mode::Splice && uint32_t(n) < pipes_.capacity() / 2) f.drained = true;
       continue;
     }
     if (n == 0) {
@@ -93,7 +95,7 @@ void Worker::pump(Session& s, uint32_t idx, int d) {
     if (errno == EAGAIN) {
       // Nothing to read: give the (empty) pipe back so an idle connection holds none.
       pipes_.release(std::move(f.pipe));
-      arm_poll_in(s, idx, d);
+      wait_source(s, idx, d);
       break;
     }
     close_session(s, idx, is_reset(errno), std::strerror(errno));
@@ -108,6 +110,16 @@ void Worker::arm_poll_in(Session& s, uint32_t idx, int d) {
   f.poll_in = true;
   s.inflight++;
   ring_->poll(s.fd[d].get(), POLLIN | POLLRDHUP, ud(kPollIn | (d ? kDirBit : 0), idx));
+}
+
+void Worker::wait_source(Session& s, uint32_t idx, int d) {
+  if (opts_.mode == Mode::Hybrid) {
+    // The burst is over: back to buffered recv, which holds no pipe and no buffer while idle.
+    s.flow[d].spliced = false;
+    post_recv(s, idx, d);
+  } else {
+    arm_poll_in(s, idx, d);
+  }
 }
 
 void Worker::on_poll(Session& s, uint32_t idx, int d, bool out, int res) {
@@ -169,9 +181,12 @@ void Worker::on_recv(Session& s, uint32_t idx, int d, const uring::Completion& c
     s.last_active = now_;
     auto& bytes = d == 0 ? s.route->counters->bytes_up : s.route->counters->bytes_down;
     bytes.fetch_add(uint64_t(c.res), std::memory_order_relaxed);
+    // Hybrid: a recv that filled a whole buffer means a bulk stream; after this buffer is
+    // sent the direction switches to splice instead of posting another recv.
+    if (opts_.mode == Mode::Hybrid && uint32_t(c.res) == bufs_->size()) f.want_splice = true;
     if (!f.send_inflight) {
       post_send(s, idx, d, bid, uint32_t(c.res));
-      post_recv(s, idx, d);
+      if (!f.want_splice) post_recv(s, idx, d);
     } else {
       f.pending_bid = bid;  // one buffer waits; no new recv until the send completes
       f.pending_len = uint32_t(c.res);
@@ -217,9 +232,13 @@ void Worker::on_send(Session& s, uint32_t idx, int d, int res) {
     const int bid = f.pending_bid;
     f.pending_bid = -1;
     post_send(s, idx, d, bid, f.pending_len);
-    post_recv(s, idx, d);
+    if (!f.want_splice) post_recv(s, idx, d);
   } else if (f.src_eof) {
     finish_flow(s, idx, d);
+  } else if (f.want_splice) {
+    f.want_splice = false;
+    f.spliced = true;
+    pump(s, idx, d);
   }
 }
 

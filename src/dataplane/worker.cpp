@@ -80,7 +80,7 @@ Result<void> Worker::init() {
   auto ring = uring::Ring::create(4096, 65536);
   if (!ring) return ring.error();
   ring_ = std::move(ring.value());
-  if (opts_.mode == Mode::Copy) {
+  if (opts_.mode != Mode::Splice) {
     auto b = uring::BufferRing::create(*ring_, 0, opts_.buffer_count, opts_.buffer_size);
     if (!b) return b.error();
     bufs_ = std::move(b.value());
@@ -339,7 +339,7 @@ void Worker::on_connect(Session& s, uint32_t idx, int res) {
 }
 
 void Worker::start_flows(Session& s, uint32_t idx) {
-  if (opts_.mode == Mode::Copy) {
+  if (opts_.mode != Mode::Splice) {
     post_recv(s, idx, 0);
     post_recv(s, idx, 1);
     return;

@@ -58,6 +58,8 @@ struct Flow {
   bool recv_inflight = false;
   bool send_inflight = false;
   bool drained = false;      // splice: last read was short, wait for readiness next
+  bool spliced = false;      // hybrid: this direction is in its splice phase
+  bool want_splice = false;  // hybrid: a full buffer was read; splice once the send is done
   bool src_eof = false;      // src sent FIN
   bool done = false;         // FIN forwarded to dst
 };
@@ -114,6 +116,8 @@ class Worker {
   void pump(Session& s, uint32_t idx, int d);
   void on_poll(Session& s, uint32_t idx, int d, bool out, int res);
   void arm_poll_in(Session& s, uint32_t idx, int d);
+  // Waits for the direction's source: a POLLIN (splice) or a buffered recv (hybrid).
+  void wait_source(Session& s, uint32_t idx, int d);
 
   // copy pump
   void post_recv(Session& s, uint32_t idx, int d);

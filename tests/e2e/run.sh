@@ -26,7 +26,7 @@ for tool in curl ssh ssh-keygen sshd iperf3 socat python3 ss sha256sum; do
   rf_have "$tool" || skip "$tool not installed"
 done
 
-read -ra DATAPLANES <<<"${E2E_DATAPLANES:-splice copy}"
+read -ra DATAPLANES <<<"${E2E_DATAPLANES:-splice copy auto}"
 work=$(mktemp -d /tmp/ringfwd-e2e.XXXXXX)
 topo_init "$work"
 failures=0
@@ -121,8 +121,10 @@ run_dataplane() {
     rfd_stop st "$gw_pid" 10
     return
   fi
+  local want=$dp
+  [[ $dp == auto ]] && want=hybrid  # auto resolves to the copy/splice hybrid
   for line in "$(rfd_ready_line "$gw_log")" "$(rfd_ready_line "$edge_log")"; do
-    if [[ $line == *" dataplane=$dp "* ]]; then pass "$dp: ${line#ringfwd\[info\]: }"; else fail "$dp: ready line does not say dataplane=$dp: $line"; fi
+    if [[ $line == *" dataplane=$want "* ]]; then pass "$dp: ${line#ringfwd\[info\]: }"; else fail "$dp: ready line does not say dataplane=$want: $line"; fi
   done
 
   # HTTP: a small page (exact body) and 4 MiB of random bytes (hash), then 8 downloads at once.

@@ -74,6 +74,9 @@ class DataPath : public ::testing::TestWithParam<std::string> {
     return fds;
   }
 
+  // What the ready line reports: "auto" resolves to the hybrid of copy and splice.
+  std::string expected_mode() const { return GetParam() == "auto" ? "hybrid" : GetParam(); }
+
   void check_max_connections(const std::string& route, uint16_t lp, EchoServer& echo);
 
   TempDir dir_;
@@ -84,7 +87,7 @@ class DataPath : public ::testing::TestWithParam<std::string> {
   do {                                                                           \
     std::string why_ = d_.start(dir_, (cfg));                                    \
     ASSERT_TRUE(why_.empty()) << "daemon start: " << why_;                       \
-    ASSERT_NE(d_.log().find("dataplane=" + GetParam() + " "), std::string::npos) \
+    ASSERT_NE(d_.log().find("dataplane=" + expected_mode() + " "), std::string::npos) \
         << "the ready line does not report the configured dataplane";            \
   } while (0)
 
@@ -906,7 +909,7 @@ TEST_P(DataPath, PortInUseExits3) {
   EXPECT_EQ(log.find("ready:"), std::string::npos) << log;
 }
 
-INSTANTIATE_TEST_SUITE_P(Dataplanes, DataPath, ::testing::Values("splice", "copy"),
+INSTANTIATE_TEST_SUITE_P(Dataplanes, DataPath, ::testing::Values("splice", "copy", "auto"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 // ---------------------------------------------------------------------------------------------

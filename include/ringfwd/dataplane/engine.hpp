@@ -13,7 +13,9 @@
 namespace rf::dataplane {
 
 // How bytes move between the two sockets of a connection. Sockmap arrives with the BPF issue.
-enum class Mode { Splice, Copy };
+// Hybrid ("auto"): each direction starts on copy (cheapest for small messages) and switches
+// to splice while it carries bulk data (a recv that fills a whole buffer), back when drained.
+enum class Mode { Splice, Copy, Hybrid };
 std::string_view to_string(Mode);
 
 // Picks the concrete mode for a configured dataplane; explains the choice in *why.
