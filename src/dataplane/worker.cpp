@@ -362,11 +362,10 @@ void Worker::finish_flow(Session& s, uint32_t idx, int d) {
 void Worker::close_session(Session& s, uint32_t idx, bool reset, const char* why) {
   if (s.closing) return;
   s.closing = true;
-  if (why) {
-    char cb[64];
-    RF_DEBUG("route=%s client=%s: closing: %s", s.route->route.id.c_str(),
-             client_str(s, cb, sizeof cb), why);
-  }
+  char cb[64];
+  RF_DEBUG("route=%s client=%s: closed: %s", s.route->route.id.c_str(),
+           client_str(s, cb, sizeof cb),
+           why ? why : (s.flow[0].done && s.flow[1].done ? "both sides finished" : "ended"));
   if (reset) {
     // An RST on one side becomes an RST on the other.
     for (auto& fd : s.fd)
