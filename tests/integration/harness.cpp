@@ -72,10 +72,6 @@ void set_nonblocking(int fd, bool on) {
 // ---------------------------------------------------------------------------------------------
 // Fd, TempDir.
 
-void Fd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
 
 TempDir::TempDir() {
   char tmpl[] = "/tmp/ringfwd-it-XXXXXX";

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "ringfwd/base/unique_fd.hpp"
+
 namespace rf::it {
 
 using Clock = std::chrono::steady_clock;
@@ -39,27 +41,8 @@ void prepare_process();
 // ---------------------------------------------------------------------------------------------
 // File descriptors and temp dirs.
 
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  explicit operator bool() const { return valid(); }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1);
-
- private:
-  int fd_ = -1;
-};
+// The project's own fd owner: the tests hold client and server sockets the same way.
+using Fd = rf::UniqueFd;
 
 class TempDir {
  public:
