@@ -20,6 +20,8 @@
 #include <systemd/sd-daemon.h>
 #else
 static int sd_notify(int, const char*) { return 0; }
+static int sd_notifyf(int, const char*, ...) { return 0; }
+static int sd_watchdog_enabled(int, uint64_t*) { return 0; }
 #endif
 
 namespace {
@@ -65,7 +67,7 @@ void raise_fd_limit() {
 }
 
 void log_stats(const rf::dataplane::Engine& engine) {
-  for (const auto& r : engine.table().routes()) {
+  for (const auto& r : engine.table()->routes()) {
     const auto& c = *r.counters;
     RF_INFO("stats route=%s total=%llu active=%llu refused=%llu failed=%llu bytes_up=%llu "
             "bytes_down=%llu",
@@ -74,6 +76,43 @@ void log_stats(const rf::dataplane::Engine& engine) {
             (unsigned long long)c.conns_failed.load(), (unsigned long long)c.bytes_up.load(),
             (unsigned long long)c.bytes_down.load());
   }
+}
+
+uint64_t now_us() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000 + uint64_t(ts.tv_nsec) / 1000;
+}
+
+// SIGHUP: re-read the file with the same rules as at start. Anything wrong and nothing
+// changes: the running configuration keeps running.
+void reload(const std::string& path, rf::config::Config& running, rf::dataplane::Engine& engine) {
+  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(now_us()));
+  auto loaded = rf::config::load_file(path);
+  if (!loaded.ok()) {
+    for (const auto& p : loaded.problems) RF_ERROR("reload: %s: %s", path.c_str(), p.str().c_str());
+    RF_ERROR("reload refused: %zu problem%s in %s; the running configuration stays",
+             loaded.problems.size(), loaded.problems.size() == 1 ? "" : "s", path.c_str());
+  } else if (loaded.config->role != running.role) {
+    RF_ERROR("reload refused: the role changes from %s to %s; restart ringfwd for that",
+             std::string(rf::config::to_string(running.role)).c_str(),
+             std::string(rf::config::to_string(loaded.config->role)).c_str());
+  } else {
+    const rf::config::Config& next = *loaded.config;
+    if (next.dataplane != running.dataplane || next.workers != running.workers)
+      RF_WARN("reload: dataplane and workers take effect at the next start");
+    auto table = rf::routing::RouteTable::build(next, engine.table().get());
+    auto applied = table ? engine.apply(*table, next.limits.overlap_ms) : rf::Result<void>(table.error());
+    if (!applied) {
+      RF_ERROR("reload refused: %s; the running configuration stays", applied.error().str().c_str());
+    } else {
+      engine.set_max_connections(next.limits.max_connections);
+      running = next;
+      RF_INFO("reloaded %s: %zu routes, %zu listeners", path.c_str(), next.routes.size(),
+              engine.listener_count());
+    }
+  }
+  sd_notify(0, "READY=1");
 }
 
 double now_s() {
@@ -130,7 +169,7 @@ int main(int argc, char** argv) {
              loaded.problems.size() == 1 ? "" : "s");
     return kExitConfig;
   }
-  const rf::config::Config& cfg = *loaded.config;
+  rf::config::Config cfg = *loaded.config;
   if (bus != "none")
     RF_INFO("D-Bus control (bus %s) is not part of this build yet; running without it",
             bus.c_str());
@@ -171,14 +210,23 @@ int main(int argc, char** argv) {
           engine.listener_count());
   sd_notify(0, "READY=1");
 
+  // Under systemd's WatchdogSec, ping at a third of the interval from this loop, which also
+  // proves the control thread is alive.
+  uint64_t watchdog_us = 0;
+  if (sd_watchdog_enabled(0, &watchdog_us) <= 0) watchdog_us = 0;
+  double next_ping = 0;
   const double stats_every = 60;
   double next_stats = now_s() + stats_every;
   for (;;) {
-    timespec wait{1, 0};
+    timespec wait{0, 250 * 1000 * 1000};
     int sig = sigtimedwait(&sigs, nullptr, &wait);
     if (sig == SIGUSR1) log_stats(engine);
-    if (sig == SIGHUP) RF_INFO("SIGHUP: reload arrives with the control plane; nothing changed");
+    if (sig == SIGHUP) reload(config_path, cfg, engine);
     if (sig == SIGTERM || sig == SIGINT) break;
+    if (watchdog_us && now_s() >= next_ping) {
+      sd_notify(0, "WATCHDOG=1");
+      next_ping = now_s() + double(watchdog_us) / 3e6;
+    }
     if (now_s() >= next_stats) {
       log_stats(engine);
       next_stats = now_s() + stats_every;

@@ -76,39 +76,14 @@ Result<std::unique_ptr<Engine>> Engine::start(std::shared_ptr<const routing::Rou
                                               const EngineOptions& opts) {
   std::unique_ptr<Engine> e(new Engine());
   e->opts_ = opts;
-  e->table_ = std::move(table);
-  e->shared_.max_connections = opts.max_connections;
+  e->shared_.max_connections.store(opts.max_connections);
   unsigned n = opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency());
   e->opts_.workers = n;
+  e->table_ = std::make_shared<routing::RouteTable>();  // empty until the first apply()
 
-  // Every listener is bound before any worker starts, so a port problem stops the start
-  // with one clear message instead of a half-served configuration.
-  std::vector<std::vector<Listener>> per_worker(n);
-  for (const routing::ResolvedRoute& r : e->table_->routes()) {
-    if (r.route.has_udp())
-      RF_WARN("route=%s: udp is not served by this build yet%s", r.route.id.c_str(),
-              r.route.has_tcp() ? " (tcp is)" : "; route not served");
-    if (!r.route.has_tcp()) continue;
-    if (!r.tcp_unsupported.empty()) {
-      RF_WARN("route=%s: %s; route not served", r.route.id.c_str(), r.tcp_unsupported.c_str());
-      continue;
-    }
-    if (r.route.wol)
-      RF_WARN("route=%s: Wake-on-LAN is not part of this build yet; served without it",
-              r.route.id.c_str());
-    for (uint32_t p = r.route.listen_port.first; p <= r.route.listen_port.last; ++p) {
-      for (unsigned w = 0; w < n; ++w) {
-        auto fd = bind_listener(r, uint16_t(p));
-        if (!fd) return fd.error();
-        per_worker[w].push_back(Listener{std::move(fd.value()), &r, uint16_t(p)});
-        e->listener_count_++;
-      }
-    }
-  }
   std::vector<std::future<Result<void>>> started;
   for (unsigned w = 0; w < n; ++w) {
-    e->workers_.push_back(
-        std::make_unique<Worker>(w, e->opts_, e->shared_, e->table_, std::move(per_worker[w])));
+    e->workers_.push_back(std::make_unique<Worker>(w, e->opts_, e->shared_, e->table_));
     started.push_back(e->workers_.back()->start());
   }
   for (auto& f : started) {
@@ -118,7 +93,79 @@ Result<std::unique_ptr<Engine>> Engine::start(std::shared_ptr<const routing::Rou
       return Error{r.error().code, "worker: " + r.error().context};
     }
   }
+  auto applied = e->apply(std::move(table), 0);
+  if (!applied) {
+    e->stop();
+    return applied.error();
+  }
   return e;
+}
+
+namespace {
+// Every (listen address, port) a table serves over TCP, with the route serving it.
+std::map<std::string, std::pair<const routing::ResolvedRoute*, uint16_t>> tcp_listens(
+    const routing::RouteTable& t) {
+  std::map<std::string, std::pair<const routing::ResolvedRoute*, uint16_t>> out;
+  for (const routing::ResolvedRoute& r : t.routes()) {
+    if (!r.route.has_tcp() || !r.tcp_unsupported.empty()) continue;
+    for (uint32_t p = r.route.listen_port.first; p <= r.route.listen_port.last; ++p) {
+      sockaddr_storage a = r.bind_addr;
+      net::set_port(a, uint16_t(p));
+      out.emplace(net::to_string(a), std::make_pair(&r, uint16_t(p)));
+    }
+  }
+  return out;
+}
+}  // namespace
+
+Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint32_t overlap_ms) {
+  const auto wanted = tcp_listens(*next);
+  for (const routing::ResolvedRoute& r : next->routes()) {
+    if (r.route.has_udp())
+      RF_WARN("route=%s: udp is not served by this build yet%s", r.route.id.c_str(),
+              r.route.has_tcp() ? " (tcp is)" : "; route not served");
+    if (r.route.has_tcp() && !r.tcp_unsupported.empty())
+      RF_WARN("route=%s: %s; route not served", r.route.id.c_str(), r.tcp_unsupported.c_str());
+    if (r.route.wol && !table_->find(r.route.id))
+      RF_WARN("route=%s: Wake-on-LAN is not part of this build yet; served without it",
+              r.route.id.c_str());
+  }
+
+  // 1. Bind what is new, for every worker, before touching anything that runs.
+  const size_t n = workers_.size();
+  std::vector<Worker::Change> changes(n);
+  for (auto& c : changes) c.table = next;
+  for (const auto& [key, rp] : wanted) {
+    if (listeners_.count(key)) continue;
+    for (size_t w = 0; w < n; ++w) {
+      auto fd = bind_listener(*rp.first, rp.second);
+      if (!fd) return fd.error();  // `changes` owns what was bound so far: closed on return
+      changes[w].add.push_back(Listener{std::move(fd.value()), rp.first, rp.second, key});
+    }
+  }
+  // 2. The plan for what exists already.
+  for (auto& c : changes) c.overlap_ms = overlap_ms;
+  for (const auto& [key, route_id] : listeners_) {
+    auto it = wanted.find(key);
+    for (auto& c : changes) {
+      if (it != wanted.end())
+        c.remap.emplace_back(key, it->second.first);
+      else if (next->find(route_id))
+        c.close_later.push_back(key);  // its route moved: dual-bind overlap
+      else
+        c.close_now.push_back(key);
+    }
+  }
+  for (const routing::ResolvedRoute& old : table_->routes()) {
+    if (next->find(old.route.id)) continue;
+    for (auto& c : changes) c.drain.emplace_back(old.route.id, old.drain_timeout_s);
+  }
+  // 3. Publish: from here on nothing can fail.
+  for (size_t w = 0; w < n; ++w) workers_[w]->post(std::move(changes[w]));
+  listeners_.clear();
+  for (const auto& [key, rp] : wanted) listeners_.emplace(key, rp.first->route.id);
+  table_ = std::move(next);
+  return {};
 }
 
 Engine::~Engine() { stop(); }

@@ -32,13 +32,10 @@ constexpr uint32_t kTickMs = 250;
 }  // namespace
 
 Worker::Worker(unsigned id, const EngineOptions& opts, EngineShared& shared,
-               std::shared_ptr<const routing::RouteTable> table, std::vector<Listener> listeners)
-    : id_(id),
-      opts_(opts),
-      shared_(shared),
-      table_(std::move(table)),
-      listeners_(std::move(listeners)),
-      pipes_(opts.pipe_size, opts.pipe_pool_max) {}
+               std::shared_ptr<const routing::RouteTable> table)
+    : id_(id), opts_(opts), shared_(shared), pipes_(opts.pipe_size, opts.pipe_pool_max) {
+  tables_.push_back(TableRef{std::move(table), 0});
+}
 
 Worker::~Worker() { join(); }
 
@@ -57,6 +54,14 @@ void Worker::wake() {
   uint64_t one = 1;
   ssize_t w = ::write(wake_fd_.get(), &one, sizeof one);
   (void)w;
+}
+
+void Worker::post(Change&& c) {
+  {
+    std::lock_guard<std::mutex> lock(mailbox_mu_);
+    mailbox_.push_back(std::move(c));
+  }
+  wake();
 }
 
 void Worker::stop_accepting() {
@@ -102,7 +107,7 @@ void Worker::run(std::promise<Result<void>> started) {
   now_ = monotonic_ms();
   ring_->read(wake_fd_.get(), &wake_buf_, sizeof wake_buf_, uring::UserData{kWake, 0, 0}.pack());
   ring_->timeout_ms(kTickMs, uring::UserData{kTick, 0, 0}.pack());
-  for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
+  apply_changes();  // the first table may have been posted before the loop started
 
   const uint64_t stop_deadline_slack_ms = 3000;
   uint64_t stop_deadline = 0;
@@ -130,6 +135,7 @@ void Worker::dispatch(const uring::Completion& c) {
       on_accept(u.index, c);
       return;
     case kWake:
+      apply_changes();
       if (stop_accepting_.load() && !accepting_closed_) close_listeners();
       if (stop_.load() && !stopping_) {
         close_listeners();
@@ -191,18 +197,100 @@ void Worker::arm_accept(uint32_t li) {
 
 void Worker::close_listeners() {
   accepting_closed_ = true;
-  for (uint32_t i = 0; i < listeners_.size(); ++i) {
-    Listener& l = listeners_[i];
-    if (l.closing) continue;
-    l.closing = true;
-    // shutdown() stops the socket listening now (the kernel refuses new SYNs) even while
-    // the ring still holds a reference to it; the cancel releases that reference.
-    ::shutdown(l.fd.get(), SHUT_RDWR);
-    if (l.armed)
-      ring_->cancel(uring::UserData{kAccept, i, 0}.pack(), uring::UserData{kIgnore, 0, 0}.pack());
-    else
-      l.fd.reset();
+  for (uint32_t i = 0; i < listeners_.size(); ++i) close_listener(i);
+}
+
+void Worker::close_listener(uint32_t li) {
+  Listener& l = listeners_[li];
+  if (l.closing || !l.fd) return;
+  l.closing = true;
+  auto it = listener_by_key_.find(l.key);
+  if (it != listener_by_key_.end() && it->second == li) listener_by_key_.erase(it);
+  // shutdown() stops the socket listening now (the kernel refuses new SYNs) even while the
+  // ring still holds a reference to it; the cancel releases that reference.
+  ::shutdown(l.fd.get(), SHUT_RDWR);
+  if (l.armed)
+    ring_->cancel(uring::UserData{kAccept, li, 0}.pack(), uring::UserData{kIgnore, 0, 0}.pack());
+  else
+    listener_closed(li);
+}
+
+void Worker::listener_closed(uint32_t li) {
+  Listener& l = listeners_[li];
+  l.fd.reset();
+  l.route = nullptr;
+  unref_table(l.table_slot);
+  free_listeners_.push_back(li);
+}
+
+uint32_t Worker::hold_table(std::shared_ptr<const routing::RouteTable> t) {
+  uint32_t slot = 0;
+  while (slot < tables_.size() && tables_[slot].table) ++slot;
+  if (slot == tables_.size()) tables_.emplace_back();
+  tables_[slot] = TableRef{std::move(t), 0};
+  return slot;
+}
+
+void Worker::unref_table(uint32_t slot) {
+  TableRef& t = tables_[slot];
+  if (--t.refs == 0 && slot != current_) t.table.reset();
+}
+
+void Worker::apply_changes() {
+  std::vector<Change> changes;
+  {
+    std::lock_guard<std::mutex> lock(mailbox_mu_);
+    changes.swap(mailbox_);
   }
+  for (Change& c : changes) apply(c);
+}
+
+void Worker::apply(Change& c) {
+  const uint32_t old = current_;
+  current_ = hold_table(std::move(c.table));
+  if (tables_[old].refs == 0 && old != current_) tables_[old].table.reset();
+  const routing::RouteTable& table = *tables_[current_].table;
+
+  for (auto& [key, route] : c.remap) {
+    auto it = listener_by_key_.find(key);
+    if (it == listener_by_key_.end()) continue;
+    Listener& l = listeners_[it->second];
+    ref_table(current_);
+    unref_table(l.table_slot);
+    l.table_slot = current_;
+    l.route = route;  // new connections take the new target at once, on the same socket
+  }
+  for (const std::string& key : c.close_now) {
+    auto it = listener_by_key_.find(key);
+    if (it != listener_by_key_.end()) close_listener(it->second);
+  }
+  for (const std::string& key : c.close_later) {
+    auto it = listener_by_key_.find(key);
+    if (it == listener_by_key_.end()) continue;
+    pending_closes_.push_back({it->second, now_ + c.overlap_ms});
+    listener_by_key_.erase(it);  // the key is free for a new listener in a later change
+  }
+  for (Listener& nl : c.add) {
+    uint32_t li;
+    if (!free_listeners_.empty()) {
+      li = free_listeners_.back();
+      free_listeners_.pop_back();
+    } else {
+      li = uint32_t(listeners_.size());
+      listeners_.emplace_back();
+    }
+    listeners_[li] = std::move(nl);
+    listeners_[li].table_slot = current_;
+    ref_table(current_);
+    listener_by_key_[listeners_[li].key] = li;
+    if (accepting_closed_)
+      close_listener(li);
+    else
+      arm_accept(li);
+  }
+  // A route that comes back (same id) is no longer draining.
+  std::erase_if(draining_, [&](const Draining& d) { return table.find(d.route_id) != nullptr; });
+  for (auto& [id, drain_s] : c.drain) draining_.push_back({id, now_ + uint64_t(drain_s) * 1000});
 }
 
 void Worker::on_accept(uint32_t li, const uring::Completion& c) {
@@ -211,7 +299,7 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
   if (!c.more()) l.armed = false;
   if (l.closing) {
     if (c.res >= 0) ::close(c.res);
-    if (!l.armed) l.fd.reset();
+    if (!l.armed && l.fd) listener_closed(li);
     return;
   }
   if (c.res < 0) {
@@ -234,14 +322,15 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
   routing::RouteCounters& ctr = *route->counters;
   const uint64_t active = shared_.active.fetch_add(1, std::memory_order_relaxed);
   const uint64_t route_active = ctr.conns_active.fetch_add(1, std::memory_order_relaxed);
-  if (active >= shared_.max_connections ||
+  const uint64_t max_conns = shared_.max_connections.load(std::memory_order_relaxed);
+  if (active >= max_conns ||
       (route->max_connections && route_active >= route->max_connections)) {
     shared_.active.fetch_sub(1, std::memory_order_relaxed);
     ctr.conns_active.fetch_sub(1, std::memory_order_relaxed);
     ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
     if (warn_limit_.allow(unsigned(now_ / 1000)))
       RF_INFO("route=%s: refused a connection: %s reached", route->route.id.c_str(),
-              active >= shared_.max_connections ? "limits.max_connections" : "route max_connections");
+              active >= max_conns ? "limits.max_connections" : "route max_connections");
     return;  // closing `client` tells the client at once
   }
   if (!route->route.allow.empty()) {
@@ -264,6 +353,8 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
   const uint32_t idx = alloc_session();
   Session& s = sessions_[idx];
   s.route = route;
+  s.table_slot = l.table_slot;
+  ref_table(s.table_slot);
   s.listen_port = l.port;
   s.last_active = now_;
   s.fd[0] = std::move(client);  // TCP_NODELAY is inherited from the listener
@@ -396,6 +487,7 @@ void Worker::maybe_free(Session& s, uint32_t idx) {
   s.fd[1].reset();
   s.in_use = false;
   s.route = nullptr;
+  unref_table(s.table_slot);
   open_sessions_--;
   free_.push_back(idx);
 }
@@ -405,10 +497,33 @@ void Worker::on_tick() {
     accept_stalled_ = false;
     for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
   }
+  // Dual-bind overlap: old ports of moved routes stop accepting once overlap_ms is over.
+  std::erase_if(pending_closes_, [&](const PendingClose& p) {
+    if (now_ < p.at_ms) return false;
+    close_listener(p.li);
+    return true;
+  });
+  // Removed routes: their connections drain until drain_timeout_s, then close.
+  const Draining* expired = nullptr;
+  for (const Draining& d : draining_)
+    if (now_ >= d.until_ms) expired = &d;
   // Idle timeout: a coarse scan; activity only stamps last_active on the hot path.
   for (uint32_t i = 0; i < sessions_.size(); ++i) {
     Session& s = sessions_[i];
-    if (!s.in_use || s.closing || !s.connected) continue;
+    if (!s.in_use || s.closing) continue;
+    if (expired) {
+      bool gone = false;
+      for (const Draining& d : draining_)
+        if (now_ >= d.until_ms && s.route->route.id == d.route_id) gone = true;
+      if (gone) {
+        char cb[64];
+        RF_INFO("route=%s client=%s: route removed and drain_timeout_s over, closing",
+                s.route->route.id.c_str(), client_str(s, cb, sizeof cb));
+        close_session(s, i, false, nullptr);
+        continue;
+      }
+    }
+    if (!s.connected) continue;
     const uint32_t limit = s.route->idle_timeout_s;
     if (limit && now_ - s.last_active >= uint64_t(limit) * 1000) {
       char cb[64];
@@ -417,6 +532,7 @@ void Worker::on_tick() {
       close_session(s, i, false, nullptr);
     }
   }
+  if (expired) std::erase_if(draining_, [&](const Draining& d) { return now_ >= d.until_ms; });
 }
 
 }  // namespace rf::dataplane

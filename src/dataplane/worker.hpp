@@ -9,7 +9,11 @@
 #include <deque>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "pipe_pool.hpp"
@@ -38,8 +42,10 @@ constexpr uint8_t kDirBit = 0x80;
 
 struct Listener {
   UniqueFd fd;
-  const routing::ResolvedRoute* route = nullptr;
+  const routing::ResolvedRoute* route = nullptr;  // lives in tables_[table_slot]
   uint16_t port = 0;
+  std::string key;  // "addr:port"
+  uint32_t table_slot = 0;
   bool armed = false;
   bool closing = false;
 };
@@ -74,6 +80,7 @@ struct Session {
   uint32_t inflight = 0;    // requests whose completion is still due
   uint64_t last_active = 0; // worker clock, ms
   uint16_t listen_port = 0;
+  uint32_t table_slot = 0;  // keeps the route table that `route` lives in alive
   bool in_use = false;
   bool connected = false;
   bool closing = false;
@@ -81,9 +88,22 @@ struct Session {
 
 class Worker {
  public:
+  // One step of a route change (Engine::apply), for this worker.
+  struct Change {
+    std::shared_ptr<const routing::RouteTable> table;
+    std::vector<Listener> add;  // bound and listening; start accepting
+    std::vector<std::pair<std::string, const routing::ResolvedRoute*>> remap;  // same socket
+    std::vector<std::string> close_now;
+    std::vector<std::string> close_later;  // after overlap_ms
+    uint32_t overlap_ms = 0;
+    std::vector<std::pair<std::string, uint32_t>> drain;  // removed route id, drain_timeout_s
+  };
+
   Worker(unsigned id, const EngineOptions& opts, EngineShared& shared,
-         std::shared_ptr<const routing::RouteTable> table, std::vector<Listener> listeners);
+         std::shared_ptr<const routing::RouteTable> table);
   ~Worker();
+  // Hands a change to the worker thread (control thread; the worker applies it at once).
+  void post(Change&& c);
   // Starts the thread; the future reports whether the ring and buffers came up.
   std::future<Result<void>> start();
   void stop_accepting();
@@ -96,10 +116,17 @@ class Worker {
   void dispatch(const uring::Completion& c);
   void wake();
 
-  // listeners
+  // listeners and route changes
   void arm_accept(uint32_t li);
   void on_accept(uint32_t li, const uring::Completion& c);
   void close_listeners();
+  void close_listener(uint32_t li);
+  void listener_closed(uint32_t li);
+  void apply_changes();
+  void apply(Change& c);
+  uint32_t hold_table(std::shared_ptr<const routing::RouteTable> t);
+  void ref_table(uint32_t slot) { tables_[slot].refs++; }
+  void unref_table(uint32_t slot);
 
   // sessions
   uint32_t alloc_session();
@@ -129,8 +156,28 @@ class Worker {
   unsigned id_;
   EngineOptions opts_;
   EngineShared& shared_;
-  std::shared_ptr<const routing::RouteTable> table_;
+  // Route tables still referenced by a listener or a session; current_ is the one served.
+  struct TableRef {
+    std::shared_ptr<const routing::RouteTable> table;
+    uint32_t refs = 0;
+  };
+  std::vector<TableRef> tables_;
+  uint32_t current_ = 0;
   std::vector<Listener> listeners_;
+  std::vector<uint32_t> free_listeners_;
+  std::unordered_map<std::string, uint32_t> listener_by_key_;  // open listeners only
+  struct PendingClose {
+    uint32_t li;
+    uint64_t at_ms;
+  };
+  std::vector<PendingClose> pending_closes_;
+  struct Draining {
+    std::string route_id;
+    uint64_t until_ms;
+  };
+  std::vector<Draining> draining_;
+  std::mutex mailbox_mu_;
+  std::vector<Change> mailbox_;
   std::unique_ptr<uring::Ring> ring_;
   std::unique_ptr<uring::BufferRing> bufs_;
   PipePool pipes_;

@@ -52,7 +52,14 @@ bool ResolvedRoute::allows(const sockaddr_storage& client) const {
   return false;
 }
 
-Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config& cfg) {
+const ResolvedRoute* RouteTable::find(std::string_view id) const {
+  for (const ResolvedRoute& r : routes_)
+    if (r.route.id == id) return &r;
+  return nullptr;
+}
+
+Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config& cfg,
+                                                            const RouteTable* previous) {
   auto t = std::make_shared<RouteTable>();
   t->cfg_ = cfg;
   t->routes_.reserve(cfg.routes.size());
@@ -65,6 +72,8 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config
     rr.drain_timeout_s = r.timeouts.drain_timeout_s.value_or(lim.drain_timeout_s);
     rr.max_connections = r.max_connections.value_or(0);
     rr.tcp_unsupported = tcp_unsupported_reason(r);
+    if (const ResolvedRoute* old = previous ? previous->find(r.id) : nullptr)
+      rr.counters = old->counters;
 
     std::string bind = r.listen;
     if (bind.empty()) bind = cfg.role == config::Role::Gateway ? cfg.tunnel_ip : "0.0.0.0";

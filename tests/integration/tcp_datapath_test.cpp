@@ -77,6 +77,34 @@ class DataPath : public ::testing::TestWithParam<std::string> {
   // What the ready line reports: "auto" resolves to the hybrid of copy and splice.
   std::string expected_mode() const { return GetParam() == "auto" ? "hybrid" : GetParam(); }
 
+  // Rewrites the config file the daemon was started with and sends SIGHUP; true once the
+  // daemon logs `verdict` one more time than before ("reloaded " or "reload refused").
+  bool reload(const std::string& cfg, const std::string& verdict = "ringfwd[info]: reloaded ") {
+    auto count = [&] {
+      std::string log = d_.log();
+      size_t n = 0;
+      for (size_t at = log.find(verdict); at != std::string::npos; at = log.find(verdict, at + 1)) ++n;
+      return n;
+    };
+    const size_t before = count();
+    dir_.write_file("ringfwd.json", cfg);
+    d_.signal(SIGHUP);
+    const auto deadline = Clock::now() + seconds(5);
+    while (Clock::now() < deadline) {
+      if (count() > before) return true;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return false;
+  }
+
+  // What a PortReplyServer behind `port` answers ("port=N\n"), or why nothing came.
+  static std::string reply_via(uint16_t port) {
+    auto c = connect_tcp(port, milliseconds(1000));
+    if (c.err) return std::string("connect: ") + std::strerror(c.err);
+    auto r = read_to_end(c.fd.get(), Clock::now() + seconds(3));
+    return r.data.empty() ? std::string("no reply: ") + to_string(r.end) : r.data;
+  }
+
   void check_max_connections(const std::string& route, uint16_t lp, EchoServer& echo);
 
   TempDir dir_;
@@ -907,6 +935,124 @@ TEST_P(DataPath, PortInUseExits3) {
   EXPECT_NE(log.find("squatted"), std::string::npos) << log;
   EXPECT_NE(log.find(std::to_string(lp)), std::string::npos) << log;
   EXPECT_EQ(log.find("ready:"), std::string::npos) << log;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live route changes (SIGHUP reload; the D-Bus calls use the same change plan).
+
+std::string port_text(uint16_t p) { return "port=" + std::to_string(p) + "\n"; }
+
+// A listen port change binds the new port first; the old one keeps accepting for overlap_ms,
+// then closes. A transfer running on the old port is not touched.
+TEST_P(DataPath, ReloadPortChangeOverlapsThenClosesOldPort) {
+  PortReplyServer target(free_port());
+  DuplexServer srv(free_port());
+  uint16_t p1 = free_port(), p2 = free_port(), pt = free_port();
+  const std::string limits = R"("overlap_ms":1500)";
+  START_DAEMON(config({route_json("web", p1, target.port()), route_json("bulk", pt, srv.port())},
+                      limits));
+  ASSERT_EQ(reply_via(p1), port_text(target.port()));
+
+  DuplexClientOptions o;
+  o.id = 7;
+  o.len_up = 16 * kMiB;
+  o.chunk = 1 * kMiB;
+  o.chunk_delay = milliseconds(100);  // ~1.6 s: spans the change
+  o.len_down = 16 * kMiB;
+  o.timeout = seconds(60);
+  auto fut = std::async(std::launch::async, [&] { return run_duplex(pt, o); });
+
+  ASSERT_TRUE(reload(config({route_json("web", p2, target.port()),
+                             route_json("bulk", pt, srv.port())}, limits)))
+      << d_.log_tail();
+  EXPECT_EQ(reply_via(p2), port_text(target.port())) << "the new port does not serve at once";
+  EXPECT_EQ(reply_via(p1), port_text(target.port())) << "the old port stopped before overlap_ms";
+  std::this_thread::sleep_for(milliseconds(2200));
+  auto c = connect_tcp(p1, milliseconds(1000));
+  EXPECT_EQ(c.err, ECONNREFUSED) << "the old port still accepts after overlap_ms";
+  EXPECT_EQ(reply_via(p2), port_text(target.port()));
+
+  auto r = fut.get();
+  EXPECT_EQ(r.up_err, 0) << r.str();
+  EXPECT_EQ(r.up_sent, o.len_up) << r.str();
+  EXPECT_EQ(r.down_bytes, o.len_down) << r.str();
+  EXPECT_EQ(r.down_mismatch, -1) << r.str();
+  auto st = d_.stats("web");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->total, 4u) << "counters must survive the change: " << st->str();
+}
+
+// A target change on the same port: new connections go to the new target at once, on the same
+// listening socket; a connection opened before keeps its old target.
+TEST_P(DataPath, ReloadTargetChangeKeepsSocketAndOldConnections) {
+  PortReplyServer t1(free_port()), t2(free_port());
+  EchoServer echo1(free_port());
+  uint16_t lp = free_port(), le = free_port();
+  START_DAEMON(config({route_json("svc", lp, t1.port()), route_json("echo", le, echo1.port())}));
+  ASSERT_EQ(reply_via(lp), port_text(t1.port()));
+  auto held = connect_tcp(le);
+  ASSERT_EQ(held.err, 0);
+  ASSERT_EQ(echo_roundtrip(held.fd.get(), "before", seconds(5)), "");
+
+  EchoServer echo2(free_port());
+  ASSERT_TRUE(reload(config({route_json("svc", lp, t2.port()), route_json("echo", le, echo2.port())})))
+      << d_.log_tail();
+  EXPECT_EQ(reply_via(lp), port_text(t2.port())) << "new connections still reach the old target";
+  EXPECT_EQ(echo_roundtrip(held.fd.get(), "after", seconds(5)), "")
+      << "an established connection was cut by a target change";
+  EXPECT_EQ(echo1.open_now(), 1u);
+  EXPECT_EQ(echo2.accepted(), 0u);
+  EXPECT_EQ(d_.log().find("bind"), std::string::npos) << "a target change re-bound the port";
+}
+
+// Removing a route closes its listener; its established connections drain and are closed when
+// drain_timeout_s has passed. Other routes are not touched.
+TEST_P(DataPath, ReloadRemovalDrainsThenCloses) {
+  EchoServer echo(free_port());
+  uint16_t lr = free_port(), lk = free_port();
+  const std::string gone = route_json("gone", lr, echo.port(), R"(,"timeouts":{"drain_timeout_s":1})");
+  START_DAEMON(config({gone, route_json("kept", lk, echo.port())}));
+  auto held = connect_tcp(lr);
+  ASSERT_EQ(held.err, 0);
+  ASSERT_EQ(echo_roundtrip(held.fd.get(), "hello", seconds(5)), "");
+  auto other = connect_tcp(lk);
+  ASSERT_EQ(other.err, 0);
+  ASSERT_EQ(echo_roundtrip(other.fd.get(), "hello", seconds(5)), "");
+
+  auto t0 = Clock::now();
+  ASSERT_TRUE(reload(config({route_json("kept", lk, echo.port())}))) << d_.log_tail();
+  EXPECT_EQ(connect_tcp(lr, milliseconds(1000)).err, ECONNREFUSED) << "removed route still listens";
+  EXPECT_EQ(echo_roundtrip(held.fd.get(), "draining", seconds(5)), "")
+      << "the removed route's connection was cut before drain_timeout_s";
+  auto w = wait_closed(held.fd.get(), t0, milliseconds(4000));
+  EXPECT_TRUE(closed_end(w.end)) << "not closed after drain_timeout_s";
+  EXPECT_GE(w.ms, 900);
+  EXPECT_EQ(echo_roundtrip(other.fd.get(), "still", seconds(5)), "") << "another route was touched";
+}
+
+// All or nothing: a file with a problem, or a change whose bind fails, changes nothing.
+TEST_P(DataPath, ReloadThatFailsChangesNothing) {
+  PortReplyServer target(free_port());
+  uint16_t lp = free_port(), fresh = free_port(), taken = free_port();
+  START_DAEMON(config({route_json("web", lp, target.port())}));
+
+  ASSERT_TRUE(reload(R"({"role":"edge","routes":[{"id":"web","listen_port":"x"}]})",
+                     "reload refused"))
+      << d_.log_tail();
+  EXPECT_EQ(reply_via(lp), port_text(target.port()));
+
+  Fd blocker = listen_tcp(taken);  // another program holds this port (no SO_REUSEPORT)
+  ASSERT_TRUE(reload(config({route_json("web", lp, target.port()),
+                             route_json("fresh", fresh, target.port()),
+                             route_json("clash", taken, target.port())}),
+                     "reload refused"))
+      << d_.log_tail();
+  EXPECT_NE(d_.log().find("route clash: bind 127.0.0.1:" + std::to_string(taken)),
+            std::string::npos) << "the error does not name the route and address";
+  EXPECT_EQ(connect_tcp(fresh, milliseconds(1000)).err, ECONNREFUSED)
+      << "half of a failed change was applied";
+  EXPECT_EQ(reply_via(lp), port_text(target.port()));
+  EXPECT_TRUE(d_.running());
 }
 
 INSTANTIATE_TEST_SUITE_P(Dataplanes, DataPath, ::testing::Values("splice", "copy", "auto"),

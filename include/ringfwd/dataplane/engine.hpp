@@ -2,6 +2,7 @@
 // The data path: one worker thread and io_uring per core, listeners shared with SO_REUSEPORT.
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,8 +35,7 @@ struct EngineOptions {
 // Shared by all workers; only atomics.
 struct EngineShared {
   std::atomic<uint64_t> active{0};
-  std::atomic<uint64_t> refused_global{0};
-  uint64_t max_connections = 0;
+  std::atomic<uint64_t> max_connections{0};
 };
 
 class Worker;
@@ -49,11 +49,24 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  size_t listener_count() const { return listener_count_; }
+  // Serves `next` instead of the current table (SPEC §5), all or nothing: every new listener is
+  // bound before anything changes; if one bind fails, the error names the route and address
+  // and the running routes stay as they were. Then, per listen address:port,
+  //  - kept (same address and port): the same socket serves the new route at once;
+  //  - new: starts accepting now;
+  //  - dropped while its route lives on (a port change): keeps accepting for overlap_ms;
+  //  - dropped with its route: closes now; that route's connections drain for up to its
+  //    drain_timeout_s.
+  // Control thread only.
+  Result<void> apply(std::shared_ptr<const routing::RouteTable> next, uint32_t overlap_ms);
+
+  size_t listener_count() const { return listeners_.size() * workers_.size(); }
   unsigned worker_count() const { return unsigned(workers_.size()); }
   Mode mode() const { return opts_.mode; }
-  const routing::RouteTable& table() const { return *table_; }
+  // The table being served (control thread).
+  std::shared_ptr<const routing::RouteTable> table() const { return table_; }
   uint64_t active_connections() const { return shared_.active.load(std::memory_order_relaxed); }
+  void set_max_connections(uint64_t n) { shared_.max_connections.store(n); }
 
   // Closes every listener: new connections are refused, established ones go on.
   void stop_accepting();
@@ -66,7 +79,7 @@ class Engine {
   std::shared_ptr<const routing::RouteTable> table_;
   EngineShared shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  size_t listener_count_ = 0;
+  std::map<std::string, std::string> listeners_;  // "addr:port" -> id of the route it serves
   bool stopped_ = false;
 };
 

@@ -51,7 +51,10 @@ struct ResolvedRoute {
 class RouteTable {
  public:
   // Resolves every route of cfg (host names through getaddrinfo, on the calling thread).
-  static Result<std::shared_ptr<const RouteTable>> build(const config::Config& cfg);
+  // Routes whose id is in `previous` keep that route's counters, so stats survive changes.
+  static Result<std::shared_ptr<const RouteTable>> build(const config::Config& cfg,
+                                                         const RouteTable* previous = nullptr);
+  const ResolvedRoute* find(std::string_view id) const;
 
   const std::vector<ResolvedRoute>& routes() const { return routes_; }
   // The TCP route listening on port p (nullptr if none). O(1).
