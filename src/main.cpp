@@ -12,8 +12,10 @@
 
 #include "ringfwd/base/log.hpp"
 #include "ringfwd/config/config.hpp"
+#include "ringfwd/control/controller.hpp"
 #include "ringfwd/dataplane/engine.hpp"
 #include "ringfwd/routing/route_table.hpp"
+#include "control/dbus_service.hpp"
 #include "ringfwd_build_config.h"
 
 #if RINGFWD_HAVE_SYSTEMD
@@ -84,37 +86,6 @@ uint64_t now_us() {
   return uint64_t(ts.tv_sec) * 1000000 + uint64_t(ts.tv_nsec) / 1000;
 }
 
-// SIGHUP: re-read the file with the same rules as at start. Anything wrong and nothing
-// changes: the running configuration keeps running.
-void reload(const std::string& path, rf::config::Config& running, rf::dataplane::Engine& engine) {
-  sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)(now_us()));
-  auto loaded = rf::config::load_file(path);
-  if (!loaded.ok()) {
-    for (const auto& p : loaded.problems) RF_ERROR("reload: %s: %s", path.c_str(), p.str().c_str());
-    RF_ERROR("reload refused: %zu problem%s in %s; the running configuration stays",
-             loaded.problems.size(), loaded.problems.size() == 1 ? "" : "s", path.c_str());
-  } else if (loaded.config->role != running.role) {
-    RF_ERROR("reload refused: the role changes from %s to %s; restart ringfwd for that",
-             std::string(rf::config::to_string(running.role)).c_str(),
-             std::string(rf::config::to_string(loaded.config->role)).c_str());
-  } else {
-    const rf::config::Config& next = *loaded.config;
-    if (next.dataplane != running.dataplane || next.workers != running.workers)
-      RF_WARN("reload: dataplane and workers take effect at the next start");
-    auto table = rf::routing::RouteTable::build(next, engine.table().get());
-    auto applied = table ? engine.apply(*table, next.limits.overlap_ms) : rf::Result<void>(table.error());
-    if (!applied) {
-      RF_ERROR("reload refused: %s; the running configuration stays", applied.error().str().c_str());
-    } else {
-      engine.set_max_connections(next.limits.max_connections);
-      running = next;
-      RF_INFO("reloaded %s: %zu routes, %zu listeners", path.c_str(), next.routes.size(),
-              engine.listener_count());
-    }
-  }
-  sd_notify(0, "READY=1");
-}
-
 double now_s() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -170,9 +141,6 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   rf::config::Config cfg = *loaded.config;
-  if (bus != "none")
-    RF_INFO("D-Bus control (bus %s) is not part of this build yet; running without it",
-            bus.c_str());
 
   raise_fd_limit();
   // Writes to a peer that vanished must fail with EPIPE, not kill the process.
@@ -203,6 +171,17 @@ int main(int argc, char** argv) {
     return kExitStart;
   }
   auto& engine = *engine_r.value();
+  rf::control::Controller controller(config_path, cfg, engine);
+  std::unique_ptr<rf::control::DbusService> dbus;
+  if (bus != "none") {
+    auto started = rf::control::DbusService::start(bus, controller);
+    if (!started) {
+      RF_ERROR("cannot start: %s (use --bus none to run without D-Bus control)",
+               started.error().str().c_str());
+      return kExitStart;
+    }
+    dbus = std::move(started.value());
+  }
   RF_INFO("dataplane: %s", why.c_str());
   RF_INFO("ready: role=%s dataplane=%s workers=%u listeners=%zu",
           std::string(rf::config::to_string(cfg.role)).c_str(),
@@ -221,7 +200,11 @@ int main(int argc, char** argv) {
     timespec wait{0, 250 * 1000 * 1000};
     int sig = sigtimedwait(&sigs, nullptr, &wait);
     if (sig == SIGUSR1) log_stats(engine);
-    if (sig == SIGHUP) reload(config_path, cfg, engine);
+    if (sig == SIGHUP) {
+      sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)now_us());
+      if (!controller.reload() && dbus) dbus->routes_changed();
+      sd_notify(0, "READY=1");
+    }
     if (sig == SIGTERM || sig == SIGINT) break;
     if (watchdog_us && now_s() >= next_ping) {
       sd_notify(0, "WATCHDOG=1");
@@ -235,6 +218,7 @@ int main(int argc, char** argv) {
 
   sd_notify(0, "STOPPING=1");
   engine.stop_accepting();
+  cfg = controller.running();
   const double deadline = now_s() + cfg.limits.drain_timeout_s;
   uint64_t active = engine.active_connections();
   RF_INFO("stopping: listeners closed, draining %llu connection%s (up to %u s)",
@@ -251,6 +235,7 @@ int main(int argc, char** argv) {
   active = engine.active_connections();
   if (active) RF_INFO("drain over: closing %llu connection%s", (unsigned long long)active,
                       active == 1 ? "" : "s");
+  dbus.reset();  // no more changes while the engine stops
   engine.stop();
   log_stats(engine);
   RF_INFO("exit");

@@ -270,6 +270,7 @@ class DuplicateKeyFinder {
   static constexpr std::size_t max_key_size = std::size_t(-1);
 
   std::vector<std::pair<std::string, std::string>> found;  // path, key
+  std::string root;  // path of the document itself: "" for a config, "route" for one route
 
   bool on_document_begin(json::error_code&) { return true; }
   bool on_document_end(json::error_code&) { return true; }
@@ -312,7 +313,7 @@ class DuplicateKeyFinder {
   std::string key_;
 
   std::string value_path() const {
-    if (stack_.empty()) return "";
+    if (stack_.empty()) return root;
     const Frame& f = stack_.back();
     return f.array ? element(f.path, f.index) : member(f.path, f.key);
   }
@@ -429,12 +430,51 @@ class Parser {
         std::sort(blocked.begin(), blocked.end());
         blocked.erase(std::unique(blocked.begin(), blocked.end()), blocked.end());
         cfg_.blocked_ports = std::move(blocked);
+        cfg_.file_blocked_ports = file_blocked_;
         add_conflicts();
       } else {
         problem("", "the configuration must be a JSON object {...}, not " + what_is(doc));
       }
     }
     if (problems_.empty()) out.config = std::move(cfg_);
+    out.problems = std::move(problems_);
+    return out;
+  }
+
+  // One route, walked by walk_route exactly as inside "routes", against what `base` knows.
+  RouteParse run_route(std::string_view text, const Config& base) {
+    static const std::string kRoot = "route";
+    RouteParse out;
+    role_ = base.role;
+    has_sync_ = base.sync.has_value();
+    for (const Gateway& g : base.gateways) gateway_ids_.insert(g.id);
+    if (!base.gateway_id.empty()) own_gateway_id_ = base.gateway_id;
+    // What find_conflicts reads besides the route: the blocked-port rule below.
+    cfg_.role = base.role;
+    cfg_.tunnel_ip = base.tunnel_ip;
+    cfg_.blocked_ports = base.blocked_ports;
+
+    json::value doc;
+    if (!parse_json(text, &doc, kRoot)) {
+      out.problems = std::move(problems_);
+      return out;
+    }
+    find_duplicate_keys(text, kRoot);
+    Route r = walk_route(doc, kRoot, 0);
+    for (auto& [path, key] : duplicates_)  // in values the walk did not enter
+      problem(path, "duplicate key " + quoted(key) + " (the last one would win)");
+    if (problems_.empty()) {
+      // The blocked-port rule lives with the conflict rules; alone in a set, a route can
+      // only meet that one.
+      cfg_.routes.push_back(std::move(r));
+      for (Problem& c : routing::find_conflicts(cfg_)) {
+        const std::string prefix = "routes[0]";
+        if (c.path.compare(0, prefix.size(), prefix) == 0)
+          c.path = kRoot + c.path.substr(prefix.size());
+        problems_.push_back(std::move(c));
+      }
+      if (problems_.empty()) out.route = std::move(cfg_.routes.back());
+    }
     out.problems = std::move(problems_);
     return out;
   }
@@ -464,7 +504,7 @@ class Parser {
 
   // ---- JSON text ----
 
-  bool parse_json(std::string_view text, json::value* out) {
+  bool parse_json(std::string_view text, json::value* out, const std::string& path = "") {
     json::stream_parser p;
     json::error_code ec;
     size_t n = p.write(text.data(), text.size(), ec);
@@ -480,7 +520,7 @@ class Parser {
         else
           ++col;
       }
-      problem("", "invalid JSON at line " + std::to_string(line) + ", column " +
+      problem(path, "invalid JSON at line " + std::to_string(line) + ", column " +
                       std::to_string(col) + ": " + ec.message());
       return false;
     }
@@ -488,8 +528,9 @@ class Parser {
     return true;
   }
 
-  void find_duplicate_keys(std::string_view text) {
+  void find_duplicate_keys(std::string_view text, const std::string& root = "") {
     json::basic_parser<DuplicateKeyFinder> p{json::parse_options{}};
+    p.handler().root = root;
     json::error_code ec;
     p.write_some(false, text.data(), text.size(), ec);
     duplicates_ = std::move(p.handler().found);
@@ -1165,6 +1206,20 @@ ParseResult parse(std::string_view json, const ParseOptions& opts) {
   } catch (...) {
     ParseResult r;
     r.problems.push_back({"", "cannot parse the configuration: unknown error"});
+    return r;
+  }
+}
+
+RouteParse parse_route(std::string_view route_json, const Config& base, const ParseOptions& opts) {
+  try {
+    return Parser(opts).run_route(route_json, base);
+  } catch (const std::exception& e) {
+    RouteParse r;
+    r.problems.push_back({"route", std::string("cannot parse the route: ") + e.what()});
+    return r;
+  } catch (...) {
+    RouteParse r;
+    r.problems.push_back({"route", "cannot parse the route: unknown error"});
     return r;
   }
 }

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <thread>
 
 #include "ringfwd/base/log.hpp"
@@ -118,6 +119,37 @@ std::map<std::string, std::pair<const routing::ResolvedRoute*, uint16_t>> tcp_li
 }
 }  // namespace
 
+namespace {
+double mono_s() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+}  // namespace
+
+std::vector<std::string> Engine::listening(std::string_view route_id) const {
+  std::vector<std::string> out;
+  for (const auto& [key, id] : listeners_)
+    if (id == route_id) out.push_back(key);
+  return out;
+}
+
+std::vector<std::string> Engine::overlapping(std::string_view route_id) const {
+  std::vector<std::string> out;
+  const double now = mono_s();
+  for (const auto& [key, o] : overlaps_)
+    if (o.route_id == route_id && now < o.until_s) out.push_back(key);
+  return out;
+}
+
+std::vector<Engine::Draining> Engine::draining() const {
+  std::vector<Draining> out;
+  const double now = mono_s();
+  for (const Draining& d : draining_)
+    if (now < d.until_s && d.counters->conns_active.load() > 0) out.push_back(d);
+  return out;
+}
+
 Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint32_t overlap_ms) {
   const auto wanted = tcp_listens(*next);
   for (const routing::ResolvedRoute& r : next->routes()) {
@@ -161,6 +193,16 @@ Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint
     for (auto& c : changes) c.drain.emplace_back(old.route.id, old.drain_timeout_s);
   }
   // 3. Publish: from here on nothing can fail.
+  const double now = mono_s();
+  std::erase_if(overlaps_, [&](const auto& kv) { return now >= kv.second.until_s; });
+  std::erase_if(draining_, [&](const Draining& d) { return now >= d.until_s; });
+  if (!changes.empty()) {
+    for (const std::string& key : changes[0].close_later)
+      overlaps_[key] = Overlap{listeners_[key], now + overlap_ms / 1000.0};
+  }
+  for (const routing::ResolvedRoute& old : table_->routes())
+    if (!next->find(old.route.id))
+      draining_.push_back({old.route.id, old.counters, now + old.drain_timeout_s});
   for (size_t w = 0; w < n; ++w) workers_[w]->post(std::move(changes[w]));
   listeners_.clear();
   for (const auto& [key, rp] : wanted) listeners_.emplace(key, rp.first->route.id);

@@ -41,6 +41,7 @@ struct Limits {
   uint32_t udp_idle_timeout_s = 30;
   uint32_t overlap_ms = 10000;
   uint32_t drain_timeout_s = 300;
+  bool operator==(const Limits&) const = default;
 };
 
 // Per-route overrides of Limits ("timeouts": {...} in a route); unset means "use limits".
@@ -49,6 +50,7 @@ struct RouteTimeouts {
   std::optional<uint32_t> idle_timeout_s;
   std::optional<uint32_t> udp_idle_timeout_s;
   std::optional<uint32_t> drain_timeout_s;
+  bool operator==(const RouteTimeouts&) const = default;
 };
 
 struct Tls {
@@ -57,6 +59,7 @@ struct Tls {
   bool is_default = false;           // "default": true
   std::string cert;                  // terminate only
   std::string key;                   // terminate only
+  bool operator==(const Tls&) const = default;
 };
 
 // Either a direct target {host, port} or a LAN device behind a gateway
@@ -70,6 +73,7 @@ struct Target {
   uint16_t lan_port = 0;
   bool via_gateway() const { return !gateway.empty(); }
   bool is_lan() const { return !lan_host.empty(); }
+  bool operator==(const Target&) const = default;
 };
 
 struct Cidr {
@@ -77,12 +81,14 @@ struct Cidr {
   bool v6 = false;
   uint8_t addr[16] = {};  // network byte order
   uint8_t prefix = 0;
+  bool operator==(const Cidr&) const = default;
 };
 
 struct Wol {
   std::string mac;        // "aa:bb:cc:dd:ee:ff"
   std::string broadcast;  // optional, default: the LAN broadcast
   uint32_t wait_s = 60;
+  bool operator==(const Wol&) const = default;
 };
 
 struct Route {
@@ -107,18 +113,21 @@ struct Route {
     if (target.via_gateway()) base = listen_port.first;  // edge -> gateway keeps the port
     return static_cast<uint16_t>(base + (p - listen_port.first));
   }
+  bool operator==(const Route&) const = default;
 };
 
 struct Gateway {
   std::string id;
   std::string tunnel_ip;
   std::string token_file;
+  bool operator==(const Gateway&) const = default;
 };
 
 struct Sync {
   std::string listen;      // edge: "10.8.0.1:7946"
   std::string edge;        // gateway: "10.8.0.1:7946"
   std::string token_file;  // gateway
+  bool operator==(const Sync&) const = default;
 };
 
 struct Config {
@@ -127,6 +136,9 @@ struct Config {
   unsigned workers = 0;  // 0 = one per online core
   std::string state_dir = "/var/lib/ringfwd";
   std::vector<uint16_t> blocked_ports;  // effective list (env override applied, sync port added)
+  // The file's own "blocked_ports", as written: what to_json() saves, so that writing the
+  // config back never bakes RINGFWD_BLOCKED_PORTS or the sync port into the file.
+  std::vector<uint16_t> file_blocked_ports;
   Limits limits;
   std::vector<Gateway> gateways;  // edge
   std::optional<Sync> sync;
@@ -136,6 +148,8 @@ struct Config {
 
   const Gateway* find_gateway(std::string_view id) const;
   const Route* find_route(std::string_view id) const;
+  // Field by field, every field (blocked_ports and file_blocked_ports both).
+  bool operator==(const Config&) const = default;
 };
 
 // What a problem is about, so that callers (D-Bus errors) need not match message text.
@@ -170,6 +184,25 @@ ParseResult parse(std::string_view json, const ParseOptions& opts = {});
 // Reads FILE (problem path "" with the OS error if unreadable) and parses it. Takes
 // RINGFWD_BLOCKED_PORTS from the environment.
 ParseResult load_file(const std::string& path);
+
+// One route object (as AddRoute/UpdateRoute receive it), validated by the same code as a
+// route inside a config file, against `base`: its role, gateways, gateway_id and effective
+// blocked_ports (opts.blocked_ports_env is not consulted: base already applied it). Problem
+// paths start at "route" ("route.listen_port: port 22 is blocked (blocked_ports)"), with the
+// ProblemKind parse() gives. Conflicts with other routes are NOT checked: the caller runs
+// routing::find_conflicts on the new set. Never throws.
+struct RouteParse {
+  std::optional<Route> route;     // set only when problems is empty
+  std::vector<Problem> problems;  // in document order, blocked ports last
+  bool ok() const { return route.has_value() && problems.empty(); }
+};
+RouteParse parse_route(std::string_view route_json, const Config& base,
+                       const ParseOptions& opts = {});
+
+// The canonical JSON text of a config: 2-space indent, a trailing newline, keys in a fixed
+// order, defaults written out. parse(to_json(c)) gives back c. blocked_ports is written from
+// file_blocked_ports (the operator's list), never from the effective list.
+std::string to_json(const Config& cfg);
 
 // Parses "A-B" or "A" into a range; nullopt with a message on error.
 std::optional<PortRange> parse_port_range(std::string_view text, std::string* why);

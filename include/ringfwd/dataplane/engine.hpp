@@ -63,6 +63,17 @@ class Engine {
   size_t listener_count() const { return listeners_.size() * workers_.size(); }
   unsigned worker_count() const { return unsigned(workers_.size()); }
   Mode mode() const { return opts_.mode; }
+  // What ListRoutes shows (control thread): the addresses a route listens on, those it still
+  // accepts on during a dual-bind overlap, and removed routes whose connections drain.
+  std::vector<std::string> listening(std::string_view route_id) const;
+  std::vector<std::string> overlapping(std::string_view route_id) const;
+  struct Draining {
+    std::string route_id;
+    std::shared_ptr<routing::RouteCounters> counters;
+    double until_s;  // CLOCK_MONOTONIC seconds
+  };
+  std::vector<Draining> draining() const;
+
   // The table being served (control thread).
   std::shared_ptr<const routing::RouteTable> table() const { return table_; }
   uint64_t active_connections() const { return shared_.active.load(std::memory_order_relaxed); }
@@ -80,6 +91,12 @@ class Engine {
   EngineShared shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::map<std::string, std::string> listeners_;  // "addr:port" -> id of the route it serves
+  struct Overlap {
+    std::string route_id;
+    double until_s;
+  };
+  std::map<std::string, Overlap> overlaps_;  // old "addr:port" still accepting after a move
+  std::vector<Draining> draining_;
   bool stopped_ = false;
 };
 
