@@ -3,8 +3,9 @@
 # Checks the shipped systemd and D-Bus files with the real tools:
 #  1. systemd-analyze verify on the generated ringfwd.service (Exec paths pointed at the build);
 #  2. the bus policy is well-formed XML;
-#  3. a private dbus-daemon loads the policy, a stub io.ringfwd1 service (control_bindings_check,
-#     built from the generated glue) owns the name, and the policy decides who may call what:
+#  3. a private dbus-daemon loads the policy, the real ringfwd daemon owns io.ringfwd1 on it,
+#     and the policy decides who may call what (control_bindings_check, built from the
+#     generated glue, is the proxy client and the would-be owner that must be refused):
 #     root may call everything, user nobody may read but not change (when run as root; as
 #     another user, only that it may not own the name).
 #  4. systemd-sysusers creates the ringfwd user from ringfwd.sysusers in a scratch root.
@@ -151,7 +152,10 @@ EOF
       fi
       say "note: not root: method calls through the policy are exercised only when run as root"
     else
-      "$RINGFWD_STUB" --serve "$address" >"$tmp/stub.out" 2>&1 &
+      # The real daemon serves the name, as the service would under this policy.
+      free_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+      printf '{"role":"edge","workers":1,"routes":[]}\n' >"$tmp/ringfwd.json"
+      "$RINGFWD_BIN" --config "$tmp/ringfwd.json" --bus "$address" >"$tmp/stub.out" 2>&1 &
       stub_pid=$!
       for _ in $(seq 100); do
         busctl --address="$address" list 2>/dev/null | grep -q '^io\.ringfwd1 ' && break
@@ -164,12 +168,14 @@ EOF
         ok "root owns io.ringfwd1"
         # Root: everything.
         out=$(call ListRoutes) && [[ "$out" == 's "[]"' ]] && ok "root: ListRoutes" || bad "root: ListRoutes: $out"
-        for m in "AddRoute s {}" "UpdateRoute s {}" "RemoveRoute s x" "ApplyConfig s {}" "Reload"; do
-          # shellcheck disable=SC2086
-          out=$(call $m) && ok "root: ${m%% *}" || bad "root: ${m%% *}: $out"
-        done
+        r="{\"id\":\"p\",\"listen\":\"127.0.0.1\",\"listen_port\":$free_port,\"target\":{\"host\":\"127.0.0.1\",\"port\":9}}"
+        out=$(call AddRoute s "$r") && ok "root: AddRoute" || bad "root: AddRoute: $out"
+        out=$(call UpdateRoute s "$r") && ok "root: UpdateRoute" || bad "root: UpdateRoute: $out"
+        out=$(call RemoveRoute s p) && ok "root: RemoveRoute" || bad "root: RemoveRoute: $out"
+        out=$(call ApplyConfig s '{"role":"edge","workers":1,"routes":[]}') && ok "root: ApplyConfig" || bad "root: ApplyConfig: $out"
+        out=$(call Reload) && ok "root: Reload" || bad "root: Reload: $out"
         out=$(call GetRoute s nope)
-        [[ "$out" == *"no route 'nope'"* ]] && ok "root: GetRoute error passes the bus" || bad "root: GetRoute: $out"
+        [[ "$out" == *'no route "nope"'* ]] && ok "root: GetRoute error passes the bus" || bad "root: GetRoute: $out"
         out=$("$RINGFWD_STUB" --list "$address" 2>&1)
         [[ "$out" == "[]" ]] && ok "generated proxy: ListRoutes" || bad "generated proxy: ListRoutes: $out"
 
@@ -181,7 +187,7 @@ EOF
           out=$(nbcall ListRoutes) && ok "nobody: ListRoutes" || bad "nobody: ListRoutes: $out"
           out=$(nbcall GetStats) && ok "nobody: GetStats" || bad "nobody: GetStats: $out"
           out=$(nbcall GetRoute s nope)
-          [[ "$out" == *"no route 'nope'"* ]] && ok "nobody: GetRoute" || bad "nobody: GetRoute: $out"
+          [[ "$out" == *'no route "nope"'* ]] && ok "nobody: GetRoute" || bad "nobody: GetRoute: $out"
           out=$(nb get-property io.ringfwd1 /io/ringfwd1 io.ringfwd1.Manager Version) &&
             ok "nobody: Properties.Get" || bad "nobody: Properties.Get: $out"
           out=$(nb call io.ringfwd1 /io/ringfwd1 org.freedesktop.DBus.Properties GetAll s io.ringfwd1.Manager) &&
