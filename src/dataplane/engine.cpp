@@ -206,6 +206,7 @@ Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint
   for (size_t w = 0; w < n; ++w) workers_[w]->post(std::move(changes[w]));
   listeners_.clear();
   for (const auto& [key, rp] : wanted) listeners_.emplace(key, rp.first->route.id);
+  std::lock_guard<std::mutex> lock(table_mu_);
   table_ = std::move(next);
   return {};
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -74,8 +75,11 @@ class Engine {
   };
   std::vector<Draining> draining() const;
 
-  // The table being served (control thread).
-  std::shared_ptr<const routing::RouteTable> table() const { return table_; }
+  // The table being served. Any thread (stats logging reads it while the bus thread applies).
+  std::shared_ptr<const routing::RouteTable> table() const {
+    std::lock_guard<std::mutex> lock(table_mu_);
+    return table_;
+  }
   uint64_t active_connections() const { return shared_.active.load(std::memory_order_relaxed); }
   void set_max_connections(uint64_t n) { shared_.max_connections.store(n); }
 
@@ -87,7 +91,8 @@ class Engine {
  private:
   Engine() = default;
   EngineOptions opts_;
-  std::shared_ptr<const routing::RouteTable> table_;
+  mutable std::mutex table_mu_;  // guards table_ only; changes themselves are serialized
+  std::shared_ptr<const routing::RouteTable> table_;  // by the Controller
   EngineShared shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::map<std::string, std::string> listeners_;  // "addr:port" -> id of the route it serves
