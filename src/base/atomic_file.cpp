@@ -79,14 +79,17 @@ Result<void> write_file_atomic(const std::string& requested, std::string_view da
   }
 
   const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path.substr(0, slash);
   const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   if (base.empty() || base == "." || base == "..")
     return Error::from_errno("write " + requested + " (not a file name)", EISDIR);
 
   // Opened first: if the directory cannot be synced, nothing is replaced.
   UniqueFd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir_fd) return os_error([&] { return "open directory " + dir + " (to write " + path + ")"; });
+  if (!dir_fd)
+    return os_error([&] { return "open directory " + dir + " (to write " + path + ")"; });
 
   bool replacing = true;
   if (::fstatat(dir_fd.get(), base.c_str(), &st, 0) != 0) {
@@ -113,8 +116,10 @@ Result<void> write_file_atomic(const std::string& requested, std::string_view da
   if (::fstat(fd.get(), &now) != 0) return os_error([&] { return "stat " + tmp_path; });
   if (replacing && (now.st_uid != st.st_uid || now.st_gid != st.st_gid) &&
       ::fchown(fd.get(), st.st_uid, st.st_gid) != 0)
-    return os_error([&] { return "chown " + tmp_path + " to " + std::to_string(st.st_uid) + ":" +
-                             std::to_string(st.st_gid) + " (the owner of " + path + ")"; });
+    return os_error([&] {
+      return "chown " + tmp_path + " to " + std::to_string(st.st_uid) + ":" +
+             std::to_string(st.st_gid) + " (the owner of " + path + ")";
+    });
   const mode_t mode = replacing ? (st.st_mode & 07777) : kNewFileMode;
   if (::fchmod(fd.get(), mode) != 0) return os_error([&] { return "chmod " + tmp_path; });
 
@@ -126,7 +131,8 @@ Result<void> write_file_atomic(const std::string& requested, std::string_view da
   guard.committed();
 
   if (::fsync(dir_fd.get()) != 0)
-    return os_error([&] { return "fsync directory " + dir + " (after renaming over " + path + ")"; });
+    return os_error(
+        [&] { return "fsync directory " + dir + " (after renaming over " + path + ")"; });
   return {};
 }
 

@@ -521,7 +521,7 @@ class Parser {
           ++col;
       }
       problem(path, "invalid JSON at line " + std::to_string(line) + ", column " +
-                      std::to_string(col) + ": " + ec.message());
+                        std::to_string(col) + ": " + ec.message());
       return false;
     }
     *out = p.release();

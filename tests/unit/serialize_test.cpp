@@ -334,10 +334,7 @@ struct Mutation {
 
 std::vector<Mutation> mutations() {
   return {
-      {"role/gateway_id/tunnel_ip",
-       [](Config& c) {
-         c = parsed(gateway_everything());
-       }},
+      {"role/gateway_id/tunnel_ip", [](Config& c) { c = parsed(gateway_everything()); }},
       {"dataplane", [](Config& c) { c.dataplane = Dataplane::Sockmap; }},
       {"workers", [](Config& c) { c.workers = 5; }},
       {"state_dir", [](Config& c) { c.state_dir = "/elsewhere"; }},
@@ -352,10 +349,7 @@ std::vector<Mutation> mutations() {
       {"limits.udp_idle_timeout_s", [](Config& c) { c.limits.udp_idle_timeout_s = 9; }},
       {"limits.overlap_ms", [](Config& c) { c.limits.overlap_ms = 9; }},
       {"limits.drain_timeout_s", [](Config& c) { c.limits.drain_timeout_s = 9; }},
-      {"gateways[].id",
-       [](Config& c) {
-         c.gateways[1].id = "work";
-       }},
+      {"gateways[].id", [](Config& c) { c.gateways[1].id = "work"; }},
       {"gateways[].tunnel_ip", [](Config& c) { c.gateways[1].tunnel_ip = "10.8.0.9"; }},
       {"gateways[].token_file", [](Config& c) { c.gateways[0].token_file = "/etc/t"; }},
       {"gateways (count)", [](Config& c) { c.gateways.pop_back(); }},
@@ -368,8 +362,14 @@ std::vector<Mutation> mutations() {
       {"routes[].protocol", [](Config& c) { c.routes[1].protocol = Protocol::Udp; }},
       {"routes[].listen", [](Config& c) { c.routes[1].listen = "2001:db8::2"; }},
       {"routes[].listen (unset)", [](Config& c) { c.routes[1].listen.clear(); }},
-      {"routes[].listen_port", [](Config& c) { c.routes[1].listen_port = {6100, 6100}; }},
-      {"routes[].listen_port (range)", [](Config& c) { c.routes[1].listen_port = {6100, 6105}; }},
+      {"routes[].listen_port",
+       [](Config& c) {
+         c.routes[1].listen_port = {6100, 6100};
+       }},
+      {"routes[].listen_port (range)",
+       [](Config& c) {
+         c.routes[1].listen_port = {6100, 6105};
+       }},
       {"routes[].target.host", [](Config& c) { c.routes[1].target.host = "192.0.2.77"; }},
       {"routes[].target.port", [](Config& c) { c.routes[1].target.port = 7777; }},
       {"routes[].target.gateway", [](Config& c) { c.routes[0].target.gateway = "office"; }},
@@ -383,18 +383,24 @@ std::vector<Mutation> mutations() {
        }},
       {"routes[].tls.domains", [](Config& c) { c.routes[0].tls.domains.pop_back(); }},
       {"routes[].tls.default", [](Config& c) { c.routes[0].tls.is_default = false; }},
-      {"routes[].tls.cert", [](Config& c) { c.routes[0].tls.cert = tls_dir().path() + "/other.pem"; }},
-      {"routes[].tls.key", [](Config& c) { c.routes[0].tls.key = tls_dir().path() + "/other.key"; }},
+      {"routes[].tls.cert",
+       [](Config& c) { c.routes[0].tls.cert = tls_dir().path() + "/other.pem"; }},
+      {"routes[].tls.key",
+       [](Config& c) { c.routes[0].tls.key = tls_dir().path() + "/other.key"; }},
       {"routes[].timeouts.connect_timeout_ms",
        [](Config& c) { c.routes[0].timeouts.connect_timeout_ms = 3; }},
-      {"routes[].timeouts.idle_timeout_s", [](Config& c) { c.routes[0].timeouts.idle_timeout_s.reset(); }},
+      {"routes[].timeouts.idle_timeout_s",
+       [](Config& c) { c.routes[0].timeouts.idle_timeout_s.reset(); }},
       {"routes[].timeouts.udp_idle_timeout_s",
        [](Config& c) { c.routes[0].timeouts.udp_idle_timeout_s = 4; }},
-      {"routes[].timeouts.drain_timeout_s", [](Config& c) { c.routes[1].timeouts.drain_timeout_s = 4; }},
+      {"routes[].timeouts.drain_timeout_s",
+       [](Config& c) { c.routes[1].timeouts.drain_timeout_s = 4; }},
       {"routes[].max_connections", [](Config& c) { c.routes[0].max_connections.reset(); }},
       {"routes[].allow", [](Config& c) { c.routes[0].allow.pop_back(); }},
-      {"routes[].proxy_protocol", [](Config& c) { c.routes[0].proxy_protocol = ProxyProtocol::None; }},
-      {"routes[].accept_proxy_protocol", [](Config& c) { c.routes[0].accept_proxy_protocol = false; }},
+      {"routes[].proxy_protocol",
+       [](Config& c) { c.routes[0].proxy_protocol = ProxyProtocol::None; }},
+      {"routes[].accept_proxy_protocol",
+       [](Config& c) { c.routes[0].accept_proxy_protocol = false; }},
       {"routes[].wol", [](Config& c) { c.routes[0].wol.reset(); }},
       {"routes[].wol.mac", [](Config& c) { c.routes[0].wol->mac = "00:11:22:33:44:55"; }},
       {"routes[].wol.broadcast", [](Config& c) { c.routes[0].wol->broadcast.clear(); }},
@@ -631,6 +637,9 @@ std::vector<BadRoute> bad_routes() {
       {"DuplicateNestedKey",
        R"({"id": "x", "listen_port": 2200, "target": {"host": "192.0.2.10", "port": 22, "port": 23}})",
        "route.target.port", "duplicate key \"port\""},
+      {"DuplicateInsideUnknownKey",
+       R"({"id": "x", "listen_port": 2200, "extra": {"a": 1, "a": 2}, )" + direct + "}",
+       "route.extra", "unknown key"},
       {"BadProtocol", R"({"id": "x", "protocol": "sctp", "listen_port": 2200, )" + direct + "}",
        "route.protocol", "expected one of \"tcp\", \"udp\", \"tcp+udp\""},
       {"AllPorts", R"({"id": "x", "listen_port": "all", )" + direct + "}", "route.listen_port",
@@ -673,8 +682,8 @@ std::vector<BadRoute> bad_routes() {
       {"EmptyAllow", R"({"id": "x", "listen_port": 2200, "allow": [], )" + direct + "}",
        "route.allow", "is empty"},
       {"ProxyV1OnUdp",
-       R"({"id": "x", "protocol": "udp", "listen_port": 2200, "proxy_protocol": "v1", )" +
-           direct + "}",
+       R"({"id": "x", "protocol": "udp", "listen_port": 2200, "proxy_protocol": "v1", )" + direct +
+           "}",
        "route.proxy_protocol", "use \"v2\""},
       {"WolOnDirectTarget",
        R"({"id": "x", "listen_port": 2200, "wol": {"mac": "aa:bb:cc:dd:ee:ff"}, )" + direct + "}",
@@ -717,11 +726,20 @@ TEST(ParseRoute, ReportsEveryProblemAtOnce) {
       << dump(r.problems);
 }
 
+TEST(ParseRoute, DuplicateKeysWhereTheWalkDoesNotGo) {
+  RouteParse r = parse_route(
+      R"({"id": "x", "listen_port": 2200, "extra": {"a": 1, "a": 2},
+          "target": {"host": "192.0.2.1", "port": 22}})",
+      spec_base(), {});
+  ASSERT_EQ(r.problems.size(), 2u) << dump(r.problems);
+  EXPECT_EQ(r.problems[1].str(), R"(route.extra.a: duplicate key "a" (the last one would win))");
+}
+
 TEST(ParseRoute, InvalidRouteOnABlockedPortReportsOnlyTheInvalidField) {
   // As in parse(): only a well-formed route meets the blocked-port rule.
-  RouteParse r = parse_route(
-      R"({"id": "x", "listen_port": 22, "target": {"host": "192.0.2.1", "port": 0}})",
-      spec_base(), {});
+  RouteParse r =
+      parse_route(R"({"id": "x", "listen_port": 22, "target": {"host": "192.0.2.1", "port": 0}})",
+                  spec_base(), {});
   ASSERT_EQ(r.problems.size(), 1u) << dump(r.problems);
   EXPECT_EQ(r.problems[0].path, "route.target.port");
   EXPECT_EQ(r.problems[0].kind, ProblemKind::Invalid);
@@ -736,8 +754,8 @@ TEST(ParseRoute, MatchesTheProblemsOfParse) {
     file.replace(file.rfind("]\n}"), 1, ", " + c.json + "]");
     ParseResult whole = parse(file);
     RouteParse alone = parse_route(c.json, spec_base(), {});
-    ASSERT_EQ(whole.problems.size(), alone.problems.size())
-        << dump(whole.problems) << "vs\n" << dump(alone.problems);
+    ASSERT_EQ(whole.problems.size(), alone.problems.size()) << dump(whole.problems) << "vs\n"
+                                                            << dump(alone.problems);
     for (size_t i = 0; i < whole.problems.size(); ++i) {
       std::string path = whole.problems[i].path;
       ASSERT_EQ(path.compare(0, 9, "routes[6]"), 0) << path;
