@@ -203,7 +203,15 @@ Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint
   for (const routing::ResolvedRoute& old : table_->routes())
     if (!next->find(old.route.id))
       draining_.push_back({old.route.id, old.counters, now + old.drain_timeout_s});
-  for (size_t w = 0; w < n; ++w) workers_[w]->post(std::move(changes[w]));
+  auto barrier = std::make_shared<ChangeBarrier>();
+  barrier->pending = unsigned(n);
+  for (size_t w = 0; w < n; ++w) {
+    changes[w].applied = barrier;
+    workers_[w]->post(std::move(changes[w]));
+  }
+  // Workers apply a change within one loop turn; the bound only guards against a stuck one.
+  if (!barrier->wait_for(std::chrono::milliseconds(2000)))
+    RF_WARN("route change: a worker took more than 2 s to apply it");
   listeners_.clear();
   for (const auto& [key, rp] : wanted) listeners_.emplace(key, rp.first->route.id);
   std::lock_guard<std::mutex> lock(table_mu_);

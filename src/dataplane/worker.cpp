@@ -15,9 +15,10 @@
 namespace rf::dataplane {
 
 namespace {
+// Once per completion batch (vDSO, no syscall); precise enough for overlap deadlines.
 uint64_t monotonic_ms() {
   timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
 }
 void set_nodelay(int fd) {
@@ -150,6 +151,10 @@ void Worker::dispatch(const uring::Completion& c) {
       on_tick();
       ring_->timeout_ms(kTickMs, c.user_data);
       return;
+    case kOverlapEnd:
+      now_ = monotonic_ms();
+      close_due_listeners();
+      return;
     case kIgnore:
       return;
     default:
@@ -264,12 +269,18 @@ void Worker::apply(Change& c) {
     auto it = listener_by_key_.find(key);
     if (it != listener_by_key_.end()) close_listener(it->second);
   }
+  // now_ may be as old as the worker's last sleep: take the clock afresh for deadlines.
+  const uint64_t now = monotonic_ms();
+  bool overlap = false;
   for (const std::string& key : c.close_later) {
     auto it = listener_by_key_.find(key);
     if (it == listener_by_key_.end()) continue;
-    pending_closes_.push_back({it->second, now_ + c.overlap_ms});
+    pending_closes_.push_back({it->second, now + c.overlap_ms});
     listener_by_key_.erase(it);  // the key is free for a new listener in a later change
+    overlap = true;
   }
+  // A timer of its own, so that old ports close when overlap_ms is over, not at the next tick.
+  if (overlap) ring_->timeout_ms(c.overlap_ms + 1, uring::UserData{kOverlapEnd, 0, 0}.pack());
   for (Listener& nl : c.add) {
     uint32_t li;
     if (!free_listeners_.empty()) {
@@ -290,7 +301,8 @@ void Worker::apply(Change& c) {
   }
   // A route that comes back (same id) is no longer draining.
   std::erase_if(draining_, [&](const Draining& d) { return table.find(d.route_id) != nullptr; });
-  for (auto& [id, drain_s] : c.drain) draining_.push_back({id, now_ + uint64_t(drain_s) * 1000});
+  for (auto& [id, drain_s] : c.drain) draining_.push_back({id, now + uint64_t(drain_s) * 1000});
+  if (c.applied) c.applied->done();
 }
 
 void Worker::on_accept(uint32_t li, const uring::Completion& c) {
@@ -492,17 +504,21 @@ void Worker::maybe_free(Session& s, uint32_t idx) {
   free_.push_back(idx);
 }
 
-void Worker::on_tick() {
-  if (accept_stalled_ && !accepting_closed_) {
-    accept_stalled_ = false;
-    for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
-  }
-  // Dual-bind overlap: old ports of moved routes stop accepting once overlap_ms is over.
+// Dual-bind overlap: old ports of moved routes stop accepting once overlap_ms is over.
+void Worker::close_due_listeners() {
   std::erase_if(pending_closes_, [&](const PendingClose& p) {
     if (now_ < p.at_ms) return false;
     close_listener(p.li);
     return true;
   });
+}
+
+void Worker::on_tick() {
+  if (accept_stalled_ && !accepting_closed_) {
+    accept_stalled_ = false;
+    for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
+  }
+  close_due_listeners();
   // Removed routes: their connections drain until drain_timeout_s, then close.
   const Draining* expired = nullptr;
   for (const Draining& d : draining_)

@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <future>
@@ -25,6 +27,21 @@
 
 namespace rf::dataplane {
 
+// Counts workers that still have to apply a change.
+struct ChangeBarrier {
+  std::mutex mu;
+  std::condition_variable cv;
+  unsigned pending = 0;
+  void done() {
+    std::lock_guard<std::mutex> lock(mu);
+    if (pending && --pending == 0) cv.notify_all();
+  }
+  bool wait_for(std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, limit, [&] { return pending == 0; });
+  }
+};
+
 enum Op : uint8_t {
   kAccept = 1,
   kConnect,
@@ -35,6 +52,7 @@ enum Op : uint8_t {
   kSend,     // copy
   kWake,
   kTick,
+  kOverlapEnd,  // a dual-bind overlap is over: close the old listeners on time
   kIgnore,   // cancels and other completions nobody waits for
 };
 // The direction rides in the op's top bit: 0 = client -> target (up), 1 = target -> client.
@@ -97,6 +115,9 @@ class Worker {
     std::vector<std::string> close_later;  // after overlap_ms
     uint32_t overlap_ms = 0;
     std::vector<std::pair<std::string, uint32_t>> drain;  // removed route id, drain_timeout_s
+    // Counted down once the worker has applied the change, so that a D-Bus call returns only
+    // when removed ports really refuse and every listener points at its new route.
+    std::shared_ptr<struct ChangeBarrier> applied;
   };
 
   Worker(unsigned id, const EngineOptions& opts, EngineShared& shared,
@@ -137,6 +158,7 @@ class Worker {
   void close_session(Session& s, uint32_t idx, bool reset, const char* why);
   void maybe_free(Session& s, uint32_t idx);
   void on_tick();
+  void close_due_listeners();
   const char* client_str(const Session& s, char* buf, size_t len) const;
 
   // splice pump
@@ -190,7 +212,7 @@ class Worker {
   std::vector<Starved> starved_;  // copy: recv that found no free buffer
   UniqueFd wake_fd_;
   uint64_t wake_buf_ = 0;
-  uint64_t now_ = 0;  // CLOCK_MONOTONIC_COARSE, ms; read once per completion batch
+  uint64_t now_ = 0;  // CLOCK_MONOTONIC, ms; read once per completion batch
   log::RateLimit warn_limit_{20};  // events clients can trigger: failed connects, no fds
   uint64_t open_sessions_ = 0;
   bool accept_stalled_ = false;
