@@ -6,72 +6,17 @@ RINGFWD=${RINGFWD:?set RINGFWD to the ringfwd binary}
 for t in dbus-daemon busctl dbus-send python3; do
   command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 done
-work=$(mktemp -d /tmp/ringfwd-dbus-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fails=0
-pass() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-
-# Ports: a free block below the ephemeral range, checked by binding.
-read -r P_ECHO P_A P_B P_C P_D < <(python3 - <<'PY'
-import random, socket
-ports = []
-while len(ports) < 5:
-    p = random.randint(20000, 30000)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p)); ports.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(*ports)
-PY
-)
-
-# An echo server as the target.
-python3 - "$P_ECHO" >"$work/echo.log" 2>&1 <<'PY' &
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
-def h(c):
-    with c:
-        while (d := c.recv(65536)):
-            c.sendall(d)
-while True:
-    c, _ = s.accept(); threading.Thread(target=h, args=(c,), daemon=True).start()
-PY
-pids+=($!)
-
-cat >"$work/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$work/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-CONF
-dbus-daemon --config-file="$work/bus.conf" --nofork --nopidfile >"$work/bus.log" 2>&1 &
-pids+=($!)
-BUS="unix:path=$work/bus"
-for _ in $(seq 50); do [[ -S $work/bus ]] && break; sleep 0.1; done
+# shellcheck source=tests/integration/bus_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bus_lib.sh"
+bus_lib_init ringfwd-dbus
+read -r P_ECHO P_A P_B P_C P_D < <(free_ports 5)
+start_echo "$P_ECHO"
+start_private_bus
 
 cfg="$work/ringfwd.json"
 cat >"$cfg" <<JSON
 {"role":"edge","dataplane":"auto","workers":2,"blocked_ports":[22],
- "limits":{"overlap_ms":500},
+ "limits":{"overlap_ms":1500},
  "routes":[{"id":"a","listen":"127.0.0.1","listen_port":$P_A,"target":{"host":"127.0.0.1","port":$P_ECHO}}]}
 JSON
 
@@ -138,7 +83,7 @@ call GetRoute s b | grep -q "127.0.0.1:$P_B" && pass "GetRoute b shows its liste
 route_b2="{\"id\":\"b\",\"protocol\":\"tcp\",\"listen\":\"127.0.0.1\",\"listen_port\":$P_C,\"target\":{\"host\":\"127.0.0.1\",\"port\":$P_ECHO}}"
 call UpdateRoute s "$route_b2" && pass "UpdateRoute b -> new port" || fail "UpdateRoute"
 [[ $(echo_via "$P_C") == ok && $(echo_via "$P_B") == ok ]] && pass "new and old port both serve during overlap" || fail "overlap"
-sleep 0.8
+sleep 1.8
 [[ $(echo_via "$P_B") != ok ]] && pass "old port closed after overlap_ms" || fail "old port still open"
 
 # RoutesChanged is emitted.

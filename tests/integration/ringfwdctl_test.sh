@@ -7,73 +7,17 @@ RINGFWDCTL=${RINGFWDCTL:?set RINGFWDCTL to the ringfwdctl binary}
 for t in dbus-daemon busctl python3; do
   command -v "$t" >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 done
-work=$(mktemp -d /tmp/ringfwdctl-test-XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fails=0
-pass() { echo "ok   $*"; }
-fail() { echo "FAIL $*"; fails=$((fails + 1)); }
-
-# Ports: a free block below the ephemeral range, checked by binding.
-read -r P_ECHO P_A P_B P_C P_D P_E < <(python3 - <<'PY'
-import random, socket
-ports = []
-while len(ports) < 6:
-    p = random.randint(20000, 30000)
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        if p not in ports: ports.append(p)
-    except OSError:
-        pass
-    finally:
-        s.close()
-print(*ports)
-PY
-)
-
-# An echo server as the target.
-python3 - "$P_ECHO" >"$work/echo.log" 2>&1 <<'PY' &
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
-def h(c):
-    with c:
-        while (d := c.recv(65536)):
-            c.sendall(d)
-while True:
-    c, _ = s.accept(); threading.Thread(target=h, args=(c,), daemon=True).start()
-PY
-pids+=($!)
-
-cat >"$work/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$work/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-CONF
-dbus-daemon --config-file="$work/bus.conf" --nofork --nopidfile >"$work/bus.log" 2>&1 &
-pids+=($!)
-BUS="unix:path=$work/bus"
-for _ in $(seq 50); do [[ -S $work/bus ]] && break; sleep 0.1; done
+# shellcheck source=tests/integration/bus_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bus_lib.sh"
+bus_lib_init ringfwdctl-test
+read -r P_ECHO P_A P_B P_C P_D P_E < <(free_ports 6)
+start_echo "$P_ECHO"
+start_private_bus
 
 cfg="$work/ringfwd.json"
 cat >"$cfg" <<JSON
 {"role":"edge","dataplane":"auto","workers":2,"blocked_ports":[22],
- "limits":{"overlap_ms":500},
+ "limits":{"overlap_ms":1500},
  "routes":[{"id":"a","listen":"127.0.0.1","listen_port":$P_A,"target":{"host":"127.0.0.1","port":$P_ECHO}}]}
 JSON
 
@@ -191,7 +135,7 @@ expect 0 "update b to a new port"
 ctl --json route b
 python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["listen_port"]=='"$P_C"' and r["listen"]=="127.0.0.1" and r["target"]["port"]=='"$P_ECHO"', r' \
   <<<"$out" && pass "update kept the other fields" || fail "update lost fields: $out"
-sleep 0.8
+sleep 1.8
 [[ $(echo_via "$P_B") != ok ]] && pass "the old port closed after overlap_ms" || fail "old port still open"
 
 # update and add from JSON (a file and stdin).
@@ -216,7 +160,7 @@ grep -q "\"id\": \"e\"" "$cfg" && fail "config file still has e" || pass "rm wri
 # --- apply FILE ---
 cat >"$work/apply.json" <<JSON
 {"role":"edge","dataplane":"auto","workers":2,"blocked_ports":[22],
- "limits":{"overlap_ms":500},
+ "limits":{"overlap_ms":1500},
  "routes":[{"id":"a","listen":"127.0.0.1","listen_port":$P_A,"target":{"host":"127.0.0.1","port":$P_ECHO}},
            {"id":"z","listen":"127.0.0.1","listen_port":$P_B,"target":{"host":"127.0.0.1","port":$P_ECHO}}]}
 JSON
