@@ -171,6 +171,15 @@ std::string Controller::list_routes() {
     o["state"] = std::move(state);
     out.push_back(std::move(o));
   }
+  // Removed routes whose connections still drain (until their drain_timeout_s).
+  for (const auto& d : engine_.draining()) {
+    if (table->find(d.route_id)) continue;
+    out.push_back(json::object{
+        {"id", d.route_id},
+        {"state", json::object{{"removed", true},
+                               {"draining", d.counters->conns_active.load()},
+                               {"counters", counters_json(*d.counters)}}}});
+  }
   return json::serialize(out);
 }
 

@@ -86,11 +86,23 @@ call UpdateRoute s "$route_b2" && pass "UpdateRoute b -> new port" || fail "Upda
 sleep 1.8
 [[ $(echo_via "$P_B") != ok ]] && pass "old port closed after overlap_ms" || fail "old port still open"
 
+# A removed route with an open connection is listed as draining until it ends.
+python3 - "$P_C" >"$work/hold.out" 2>&1 <<'PY' &
+import socket, sys, time
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+c.sendall(b"x"); c.recv(1); print("held", flush=True); time.sleep(4)
+PY
+holder=$!
+pids+=("$holder")
+for _ in $(seq 50); do grep -q held "$work/hold.out" 2>/dev/null && break; sleep 0.1; done
+
 # RoutesChanged is emitted.
 timeout 5 busctl --address="$BUS" monitor io.ringfwd1 >"$work/monitor.log" 2>&1 &
 mon=$!
 sleep 0.5
 call RemoveRoute s b && pass "RemoveRoute b" || fail "RemoveRoute"
+call ListRoutes | grep -q '\\"id\\":\\"b\\",\\"state\\":{\\"removed\\":true,\\"draining\\":1' \
+  && pass "ListRoutes shows b draining one connection" || fail "no draining state: $(call ListRoutes)"
 sleep 0.5
 kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null
 grep -q "Member=RoutesChanged" "$work/monitor.log" && pass "RoutesChanged emitted" || fail "no RoutesChanged"
