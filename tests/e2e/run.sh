@@ -204,7 +204,7 @@ run_dataplane() {
 
   # SIGTERM drains: a slow download already running completes intact, new connections are
   # refused, then the edge exits 0 by itself. The gateway has nothing open: it exits at once.
-  in_client curl -sS --max-time 30 --limit-rate 1M -o "$work/drain.bin" "http://$EDGE:8080/blob.bin" \
+  in_client curl -sS --max-time 60 --limit-rate 256K -o "$work/drain.bin" "http://$EDGE:8080/blob.bin" \
     2>"$work/drain.err" &
   local curl_pid=$!
   if rf_wait_for 15 "the slow download to start" test -s "$work/drain.bin"; then
