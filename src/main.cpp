@@ -43,16 +43,7 @@ void usage(FILE* out) {
 }
 
 int check(const std::string& path) {
-  auto res = rf::config::load_file(path);
-  for (const auto& p : res.problems) std::fprintf(stderr, "%s\n", p.str().c_str());
-  if (!res.ok()) {
-    std::fprintf(stderr, "%s: %zu problem%s\n", path.c_str(), res.problems.size(),
-                 res.problems.size() == 1 ? "" : "s");
-    return kExitConfig;
-  }
-  std::printf("%s: ok (%zu routes, role %s)\n", path.c_str(), res.config->routes.size(),
-              std::string(rf::config::to_string(res.config->role)).c_str());
-  return kExitOk;
+  return rf::config::check_file(path) ? kExitOk : kExitConfig;
 }
 
 // Each connection needs two fds (more with splice pipes): take what the system allows.

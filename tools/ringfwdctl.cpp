@@ -483,16 +483,7 @@ int report(const sdbus::Error& e, const std::string& bus) {
 }
 
 int check(const std::string& path) {
-  auto res = rf::config::load_file(path);
-  for (const auto& p : res.problems) std::fprintf(stderr, "%s\n", p.str().c_str());
-  if (!res.ok()) {
-    std::fprintf(stderr, "%s: %zu problem%s\n", path.c_str(), res.problems.size(),
-                 res.problems.size() == 1 ? "" : "s");
-    return kRefused;
-  }
-  std::printf("%s: ok (%zu routes, role %s)\n", path.c_str(), res.config->routes.size(),
-              std::string(rf::config::to_string(res.config->role)).c_str());
-  return kOk;
+  return rf::config::check_file(path) ? kOk : kRefused;
 }
 
 void want_args(const std::string& cmd, const std::vector<std::string>& args, size_t n,

@@ -2,6 +2,7 @@
 // ranges.
 #include "ringfwd/config/config.hpp"
 
+#include <cstdio>
 #include <string>
 
 namespace rf::config {
@@ -128,6 +129,19 @@ std::optional<PortRange> parse_port_range(std::string_view text, std::string* wh
                 std::to_string(r.size()) +
                 "); \"all ports\" is refused on purpose: each port is a decision");
   return r;
+}
+
+bool check_file(const std::string& path) {
+  auto res = load_file(path);
+  for (const auto& p : res.problems) std::fprintf(stderr, "%s\n", p.str().c_str());
+  if (!res.ok()) {
+    std::fprintf(stderr, "%s: %zu problem%s\n", path.c_str(), res.problems.size(),
+                 res.problems.size() == 1 ? "" : "s");
+    return false;
+  }
+  std::printf("%s: ok (%zu routes, role %s)\n", path.c_str(), res.config->routes.size(),
+              std::string(to_string(res.config->role)).c_str());
+  return true;
 }
 
 }  // namespace rf::config

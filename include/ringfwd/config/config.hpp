@@ -204,6 +204,10 @@ RouteParse parse_route(std::string_view route_json, const Config& base,
 // file_blocked_ports (the operator's list), never from the effective list.
 std::string to_json(const Config& cfg);
 
+// `ringfwd --check FILE` and `ringfwdctl check FILE`: load_file, every problem on stderr as
+// "path: message" and a count, or a one-line summary on stdout. True when the file is valid.
+bool check_file(const std::string& path);
+
 // Parses "A-B" or "A" into a range; nullopt with a message on error.
 std::optional<PortRange> parse_port_range(std::string_view text, std::string* why);
 
