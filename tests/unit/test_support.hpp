@@ -55,4 +55,36 @@ class TempDir {
   std::string path_;
 };
 
+// The SPEC §3 edge example; @DIR@ stands for the directory holding wiki.pem / wiki.key.
+inline constexpr const char* kSpecEdgeExample = R"({
+  "role": "edge",
+  "dataplane": "auto",
+  "workers": 0,
+  "state_dir": "/var/lib/ringfwd",
+  "blocked_ports": [22, 53, 51820],
+  "limits": { "max_connections": 100000, "connect_timeout_ms": 5000,
+              "idle_timeout_s": 3600, "udp_idle_timeout_s": 30,
+              "overlap_ms": 10000, "drain_timeout_s": 300 },
+  "gateways": [ { "id": "home", "tunnel_ip": "10.8.0.2", "token_file": "/etc/ringfwd/home.token" } ],
+  "sync": { "listen": "10.8.0.1:7946" },
+  "routes": [
+    { "id": "rdp", "protocol": "tcp", "listen_port": 3389,
+      "target": { "gateway": "home", "lan_host": "192.168.2.100", "lan_port": 3389 },
+      "wol": { "mac": "aa:bb:cc:dd:ee:ff" } },
+    { "id": "ssh-box", "protocol": "tcp", "listen_port": 2222,
+      "target": { "gateway": "home", "lan_host": "192.168.2.10", "lan_port": 22 } },
+    { "id": "nas", "protocol": "tcp", "listen_port": 443,
+      "tls": { "mode": "passthrough", "domains": ["nas.example.com"] },
+      "target": { "gateway": "home", "lan_host": "192.168.2.20", "lan_port": 443 } },
+    { "id": "wiki", "protocol": "tcp", "listen_port": 443,
+      "tls": { "mode": "terminate", "domains": ["wiki.example.com"],
+               "cert": "@DIR@/wiki.pem", "key": "@DIR@/wiki.key" },
+      "target": { "host": "127.0.0.1", "port": 8080 } },
+    { "id": "games", "protocol": "udp", "listen_port": "27015-27020",
+      "target": { "gateway": "home", "lan_host": "192.168.2.50", "lan_port": 27015 } },
+    { "id": "dns", "protocol": "tcp+udp", "listen": "0.0.0.0", "listen_port": 5353,
+      "target": { "host": "192.0.2.53", "port": 53 } }
+  ]
+})";
+
 }  // namespace rf::test
