@@ -359,7 +359,8 @@ constexpr std::string_view kTopKeys[]{"role",          "dataplane",  "workers", 
                                       "routes",        "gateway_id", "tunnel_ip"};
 constexpr std::string_view kLimitKeys[]{"max_connections", "connect_timeout_ms",
                                         "idle_timeout_s",  "udp_idle_timeout_s",
-                                        "overlap_ms",      "drain_timeout_s"};
+                                        "overlap_ms",      "drain_timeout_s",
+                                        "udp_flows_per_client"};
 constexpr std::string_view kGatewayKeys[]{"id", "tunnel_ip", "token_file"};
 constexpr std::string_view kSyncKeys[]{"listen", "edge", "token_file"};
 constexpr std::string_view kRouteKeys[]{"id",
@@ -375,7 +376,8 @@ constexpr std::string_view kRouteKeys[]{"id",
                                         "accept_proxy_protocol",
                                         "wol"};
 constexpr std::string_view kTargetKeys[]{"host", "port", "gateway", "lan_host", "lan_port"};
-constexpr std::string_view kTlsKeys[]{"mode", "domains", "default", "cert", "key"};
+constexpr std::string_view kTlsKeys[]{"mode", "domains", "default", "cert", "key", "alpn",
+                                      "hello_timeout_ms"};
 constexpr std::string_view kTimeoutKeys[]{"connect_timeout_ms", "idle_timeout_s",
                                           "udp_idle_timeout_s", "drain_timeout_s"};
 constexpr std::string_view kWolKeys[]{"mac", "broadcast", "wait_s"};
@@ -796,6 +798,12 @@ class Parser {
                 l.overlap_ms = *n;
               else if (key == "drain_timeout_s")
                 l.drain_timeout_s = *n;
+              else if (key == "udp_flows_per_client") {
+                if (*n == 0)
+                  problem(kp, "must be at least 1");
+                else
+                  l.udp_flows_per_client = *n;
+              }
             });
   }
 
@@ -1067,6 +1075,27 @@ class Parser {
                 if (auto s = abs_path_of(val, kp)) t.cert = *s, cert_ok = true;
               } else if (key == "key") {
                 if (auto s = abs_path_of(val, kp)) t.key = *s, key_ok = true;
+              } else if (key == "alpn") {
+                const json::array* a = array_of(val, kp);
+                if (!a) return;
+                for (size_t i = 0; i < a->size(); ++i) {
+                  std::string ep = element(kp, i);
+                  auto s = string_of((*a)[i], ep);
+                  if (!s) continue;
+                  if (s->empty() || s->size() > 255)
+                    problem(ep, "an ALPN protocol name is 1-255 bytes (like \"h2\" or \"http/1.1\")");
+                  else if (std::find(t.alpn.begin(), t.alpn.end(), *s) != t.alpn.end())
+                    problem(ep, "duplicate protocol " + quoted(*s));
+                  else
+                    t.alpn.emplace_back(*s);
+                }
+              } else if (key == "hello_timeout_ms") {
+                if (auto n = u32_of(val, kp)) {
+                  if (*n < 100 || *n > 600000)
+                    problem(kp, "must be 100-600000 (milliseconds)");
+                  else
+                    t.hello_timeout_ms = *n;
+                }
               }
             });
     if (!o->contains("mode"))
@@ -1081,7 +1110,10 @@ class Parser {
     if (t.mode != TlsMode::Terminate) {
       if (o->contains("cert")) problem(member(p, "cert"), term_only);
       if (o->contains("key")) problem(member(p, "key"), term_only);
+      if (o->contains("alpn")) problem(member(p, "alpn"), term_only);
     }
+    if (t.mode == TlsMode::None && o->contains("hello_timeout_ms"))
+      problem(member(p, "hello_timeout_ms"), sni_only);
     if (t.mode == TlsMode::None) return;
     // Only when "domains" and "default" are themselves well-formed, to report one thing once.
     if (default_ok && !t.is_default) {

@@ -28,6 +28,7 @@ json::object limits(const Limits& l) {
   o["udp_idle_timeout_s"] = l.udp_idle_timeout_s;
   o["overlap_ms"] = l.overlap_ms;
   o["drain_timeout_s"] = l.drain_timeout_s;
+  o["udp_flows_per_client"] = l.udp_flows_per_client;
   return o;
 }
 
@@ -56,6 +57,12 @@ json::object tls(const Tls& t) {
   if (t.is_default) o["default"] = true;
   if (!t.cert.empty()) o["cert"] = str(t.cert);
   if (!t.key.empty()) o["key"] = str(t.key);
+  if (!t.alpn.empty()) {
+    json::array a;
+    for (const auto& n : t.alpn) a.push_back(str(n));
+    o["alpn"] = std::move(a);
+  }
+  if (t.mode != TlsMode::None) o["hello_timeout_ms"] = t.hello_timeout_ms;
   return o;
 }
 

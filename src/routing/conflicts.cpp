@@ -141,6 +141,16 @@ std::vector<Problem> find_conflicts(const config::Config& cfg) {
                                       "routes, which are told apart by SNI"));
         continue;
       }
+      // Both TLS: one listening socket reads one ClientHello for all of them, so they must
+      // listen on the same address and agree on whether a PROXY header comes first.
+      if (addrs[i].shown != addrs[j].shown)
+        conflict("listen", clash("tcp", overlap, addrs[i], a, b,
+                                 "TLS routes sharing a port must listen on the same address (" +
+                                     addrs[j].shown + " vs " + addrs[i].shown + ")"));
+      if (a.accept_proxy_protocol != b.accept_proxy_protocol)
+        conflict("accept_proxy_protocol",
+                 clash("tcp", overlap, addrs[i], a, b,
+                       "TLS routes sharing a port must agree on accept_proxy_protocol"));
       // Both TLS: told apart by SNI, so the same exact name or the same wildcard is ambiguous;
       // "a.example.com" beside "*.example.com" is not (the exact name wins).
       std::vector<std::string> shared;

@@ -137,7 +137,8 @@ TEST(ToJson, CanonicalTextOfTheSpecGateway) {
     "idle_timeout_s": 3600,
     "udp_idle_timeout_s": 30,
     "overlap_ms": 10000,
-    "drain_timeout_s": 300
+    "drain_timeout_s": 300,
+    "udp_flows_per_client": 256
   },
   "sync": {
     "edge": "10.8.0.1:7946",

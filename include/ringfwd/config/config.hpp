@@ -41,6 +41,9 @@ struct Limits {
   uint32_t udp_idle_timeout_s = 30;
   uint32_t overlap_ms = 10000;
   uint32_t drain_timeout_s = 300;
+  // UDP: live flows one client address may hold on a route; new ones beyond are dropped
+  // (live flows are never evicted to make room).
+  uint32_t udp_flows_per_client = 256;
   bool operator==(const Limits&) const = default;
 };
 
@@ -59,6 +62,9 @@ struct Tls {
   bool is_default = false;           // "default": true
   std::string cert;                  // terminate only
   std::string key;                   // terminate only
+  std::vector<std::string> alpn;     // terminate only: protocols offered, in preference order
+  // How long a client may take to send its ClientHello (and a PROXY header before it).
+  uint32_t hello_timeout_ms = 5000;
   bool operator==(const Tls&) const = default;
 };
 
