@@ -165,7 +165,6 @@ std::string Controller::list_routes() {
     state["listening"] = strings(engine_.listening(id));
     state["overlap"] = strings(engine_.overlapping(id));
     if (const routing::ResolvedRoute* rr = table->find(id)) {
-      if (!rr->tcp_unsupported.empty()) state["not_served"] = rr->tcp_unsupported;
       state["counters"] = counters_json(*rr->counters);
     }
     o["state"] = std::move(state);
@@ -208,6 +207,8 @@ std::string Controller::get_stats() {
       {"dataplane", std::string(dataplane::to_string(engine_.mode()))},
       {"workers", engine_.worker_count()},
       {"active", engine_.active_connections()},
+      // Closed before a route was chosen: bad PROXY header or ClientHello, unknown name.
+      {"rejected", engine_.rejected_connections()},
       {"total", json::object{{"total", total[0]}, {"active", total[1]}, {"refused", total[2]},
                              {"failed", total[3]}, {"bytes_up", total[4]}, {"bytes_down", total[5]}}},
       {"routes", std::move(routes)},

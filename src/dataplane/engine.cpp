@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -45,10 +46,9 @@ Result<Mode> choose_mode(config::Dataplane wanted, std::string* why) {
 }
 
 namespace {
-Result<UniqueFd> bind_listener(const routing::ResolvedRoute& r, uint16_t port) {
-  sockaddr_storage a = r.bind_addr;
-  net::set_port(a, port);
-  UniqueFd fd(::socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+Result<UniqueFd> bind_listener(const sockaddr_storage& a, socklen_t len, bool udp,
+                               const std::string& route_ids) {
+  UniqueFd fd(::socket(a.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return Error::from_errno("socket");
   int one = 1;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -58,18 +58,32 @@ Result<UniqueFd> bind_listener(const routing::ResolvedRoute& r, uint16_t port) {
     // "::" serves IPv6 only; an IPv4 route on 0.0.0.0 may bind the same port beside it.
     setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&a), r.bind_len) < 0) {
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&a), len) < 0) {
     int e = errno;
     std::string hint = e == EADDRINUSE ? " (another program uses this port)"
                        : e == EACCES   ? " (binding ports below 1024 needs CAP_NET_BIND_SERVICE)"
                        : e == EADDRNOTAVAIL ? " (no interface has this address)"
                                             : "";
-    return Error::from_errno("route " + r.route.id + ": bind " + net::to_string(a) + hint, e);
+    return Error::from_errno("route " + route_ids + ": bind " + std::string(udp ? "udp " : "") +
+                                 net::to_string(a) + hint,
+                             e);
+  }
+  if (udp) {
+    // Room for bursts while the worker is busy elsewhere (the kernel caps it at rmem_max).
+    int rcv = 4 << 20;
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    return fd;
   }
   // Accepted sockets inherit TCP_NODELAY: bytes are forwarded as they come, never held back.
   setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (::listen(fd.get(), 4096) < 0) return Error::from_errno("listen " + net::to_string(a));
   return fd;
+}
+
+std::string joined(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const auto& id : ids) out += (out.empty() ? "" : ",") + id;
+  return out;
 }
 }  // namespace
 
@@ -103,18 +117,18 @@ Result<std::unique_ptr<Engine>> Engine::start(std::shared_ptr<const routing::Rou
 }
 
 namespace {
-// Every (listen address, port) a table serves over TCP, with the route serving it.
-std::map<std::string, std::pair<const routing::ResolvedRoute*, uint16_t>> tcp_listens(
-    const routing::RouteTable& t) {
-  std::map<std::string, std::pair<const routing::ResolvedRoute*, uint16_t>> out;
-  for (const routing::ResolvedRoute& r : t.routes()) {
-    if (!r.route.has_tcp() || !r.tcp_unsupported.empty()) continue;
-    for (uint32_t p = r.route.listen_port.first; p <= r.route.listen_port.last; ++p) {
-      sockaddr_storage a = r.bind_addr;
-      net::set_port(a, uint16_t(p));
-      out.emplace(net::to_string(a), std::make_pair(&r, uint16_t(p)));
-    }
-  }
+// Every listening socket a table needs, by key: a TCP port (one plain route or several TLS
+// routes) or a UDP port.
+struct Want {
+  const routing::TcpPort* tcp = nullptr;
+  const routing::UdpPort* udp = nullptr;
+  std::vector<std::string> ids;
+};
+std::map<std::string, Want> wanted_listens(const routing::RouteTable& t) {
+  std::map<std::string, Want> out;
+  for (const routing::TcpPort& p : t.tcp_ports()) out[p.key] = Want{&p, nullptr, p.route_ids()};
+  for (const routing::UdpPort& p : t.udp_ports())
+    out[p.key] = Want{nullptr, &p, {p.route->route.id}};
   return out;
 }
 }  // namespace
@@ -129,8 +143,8 @@ double mono_s() {
 
 std::vector<std::string> Engine::listening(std::string_view route_id) const {
   std::vector<std::string> out;
-  for (const auto& [key, id] : listeners_)
-    if (id == route_id) out.push_back(key);
+  for (const auto& [key, ids] : listeners_)
+    if (std::find(ids.begin(), ids.end(), route_id) != ids.end()) out.push_back(key);
   return out;
 }
 
@@ -138,7 +152,9 @@ std::vector<std::string> Engine::overlapping(std::string_view route_id) const {
   std::vector<std::string> out;
   const double now = mono_s();
   for (const auto& [key, o] : overlaps_)
-    if (o.route_id == route_id && now < o.until_s) out.push_back(key);
+    if (now < o.until_s &&
+        std::find(o.route_ids.begin(), o.route_ids.end(), route_id) != o.route_ids.end())
+      out.push_back(key);
   return out;
 }
 
@@ -151,13 +167,8 @@ std::vector<Engine::Draining> Engine::draining() const {
 }
 
 Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint32_t overlap_ms) {
-  const auto wanted = tcp_listens(*next);
+  const auto wanted = wanted_listens(*next);
   for (const routing::ResolvedRoute& r : next->routes()) {
-    if (r.route.has_udp())
-      RF_WARN("route=%s: udp is not served by this build yet%s", r.route.id.c_str(),
-              r.route.has_tcp() ? " (tcp is)" : "; route not served");
-    if (r.route.has_tcp() && !r.tcp_unsupported.empty())
-      RF_WARN("route=%s: %s; route not served", r.route.id.c_str(), r.tcp_unsupported.c_str());
     if (r.route.wol && !table_->find(r.route.id))
       RF_WARN("route=%s: Wake-on-LAN is not part of this build yet; served without it",
               r.route.id.c_str());
@@ -167,22 +178,42 @@ Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint
   const size_t n = workers_.size();
   std::vector<Worker::Change> changes(n);
   for (auto& c : changes) c.table = next;
-  for (const auto& [key, rp] : wanted) {
+  for (const auto& [key, want] : wanted) {
     if (listeners_.count(key)) continue;
     for (size_t w = 0; w < n; ++w) {
-      auto fd = bind_listener(*rp.first, rp.second);
-      if (!fd) return fd.error();  // `changes` owns what was bound so far: closed on return
-      changes[w].add.push_back(Listener{std::move(fd.value()), rp.first, rp.second, key});
+      Listener l;
+      l.key = key;
+      if (want.tcp) {
+        auto fd = bind_listener(want.tcp->bind_addr, want.tcp->bind_len, false, joined(want.ids));
+        if (!fd) return fd.error();  // `changes` owns what was bound so far: closed on return
+        l.fd = std::move(fd.value());
+        l.tcp = want.tcp;
+        l.port = want.tcp->port;
+      } else {
+        const routing::ResolvedRoute& r = *want.udp->route;
+        sockaddr_storage a = r.bind_addr;
+        net::set_port(a, want.udp->port);
+        auto fd = bind_listener(a, r.bind_len, true, r.route.id);
+        if (!fd) return fd.error();
+        l.fd = std::move(fd.value());
+        l.udp = &r;
+        l.port = want.udp->port;
+      }
+      changes[w].add.push_back(std::move(l));
     }
   }
   // 2. The plan for what exists already.
   for (auto& c : changes) c.overlap_ms = overlap_ms;
-  for (const auto& [key, route_id] : listeners_) {
+  for (const auto& [key, ids] : listeners_) {
     auto it = wanted.find(key);
+    const bool lives_on = std::any_of(ids.begin(), ids.end(),
+                                      [&](const std::string& id) { return next->find(id); });
     for (auto& c : changes) {
-      if (it != wanted.end())
-        c.remap.emplace_back(key, it->second.first);
-      else if (next->find(route_id))
+      if (it != wanted.end() && it->second.tcp)
+        c.remap.emplace_back(key, it->second.tcp);
+      else if (it != wanted.end())
+        c.remap_udp.emplace_back(key, it->second.udp->route);
+      else if (lives_on)
         c.close_later.push_back(key);  // its route moved: dual-bind overlap
       else
         c.close_now.push_back(key);
@@ -213,7 +244,7 @@ Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint
   if (!barrier->wait_for(std::chrono::milliseconds(2000)))
     RF_WARN("route change: a worker took more than 2 s to apply it");
   listeners_.clear();
-  for (const auto& [key, rp] : wanted) listeners_.emplace(key, rp.first->route.id);
+  for (const auto& [key, want] : wanted) listeners_.emplace(key, want.ids);
   std::lock_guard<std::mutex> lock(table_mu_);
   table_ = std::move(next);
   return {};

@@ -130,7 +130,10 @@ void Worker::on_poll(Session& s, uint32_t idx, int d, bool out, int res) {
     close_session(s, idx, true, std::strerror(-res));
     return;
   }
+  if (s.phase == Phase::Prefix) return send_prefix(s, idx);
+  if (s.phase == Phase::Handshake) return continue_handshake(s, idx);
   if (f.done) return;
+  if (s.tls) return pump_tls(s, idx, d);
   // pump() decides from the flow's state what to do next, whichever side woke it.
   pump(s, idx, d);
 }

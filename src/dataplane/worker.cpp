@@ -11,6 +11,8 @@
 
 #include "ringfwd/base/log.hpp"
 #include "ringfwd/base/net.hpp"
+#include "ringfwd/proto/client_hello.hpp"
+#include "ringfwd/tls/terminator.hpp"
 
 namespace rf::dataplane {
 
@@ -38,7 +40,15 @@ Worker::Worker(unsigned id, const EngineOptions& opts, EngineShared& shared,
   tables_.push_back(TableRef{std::move(table), 0});
 }
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+  join();
+  for (Session& s : sessions_) {
+    s.tls.reset();
+    give_stage(s.stage);
+    give_stage(s.tls_buf[1]);
+  }
+  for (uint8_t* p : stages_) delete[] p;
+}
 
 std::future<Result<void>> Worker::start() {
   std::promise<Result<void>> p;
@@ -91,6 +101,8 @@ Result<void> Worker::init() {
     if (!b) return b.error();
     bufs_ = std::move(b.value());
   }
+  udp_ = std::make_unique<UdpPath>(id_, *ring_, shared_, opts_);
+  hello_scratch_ = std::make_unique<uint8_t[]>(proto::kMaxClientHelloBytes);
   if (id_ == 0) RF_INFO("io_uring: %s", ring_->features().describe().c_str());
   return {};
 }
@@ -122,7 +134,7 @@ void Worker::run(std::promise<Result<void>> started) {
     if (stopping_) {
       if (stop_deadline == 0) stop_deadline = now_ + stop_deadline_slack_ms;
       // Every session closed and every completion for it reaped: done.
-      if (open_sessions_ == 0 || now_ >= stop_deadline) break;
+      if ((open_sessions_ == 0 && udp_->open() == 0) || now_ >= stop_deadline) break;
     }
   }
 }
@@ -137,9 +149,13 @@ void Worker::dispatch(const uring::Completion& c) {
       return;
     case kWake:
       apply_changes();
-      if (stop_accepting_.load() && !accepting_closed_) close_listeners();
+      if (stop_accepting_.load() && !accepting_closed_) {
+        close_listeners();
+        udp_->stop_accepting();
+      }
       if (stop_.load() && !stopping_) {
         close_listeners();
+        udp_->stop();
         stopping_ = true;
         for (uint32_t i = 0; i < sessions_.size(); ++i)
           if (sessions_[i].in_use && !sessions_[i].closing)
@@ -158,6 +174,7 @@ void Worker::dispatch(const uring::Completion& c) {
     case kIgnore:
       return;
     default:
+      if (op >= kUdpOpFirst && op <= kUdpOpLast) return udp_->dispatch(c, now_);
       break;
   }
   if (u.index >= sessions_.size()) return;
@@ -185,6 +202,9 @@ void Worker::dispatch(const uring::Completion& c) {
       break;
     case kSend:
       on_send(s, u.index, d, c.res);
+      break;
+    case kPreludeRecv:
+      on_prelude_recv(s, u.index, c.res);
       break;
     default:
       break;
@@ -223,7 +243,7 @@ void Worker::close_listener(uint32_t li) {
 void Worker::listener_closed(uint32_t li) {
   Listener& l = listeners_[li];
   l.fd.reset();
-  l.route = nullptr;
+  l.tcp = nullptr;
   unref_table(l.table_slot);
   free_listeners_.push_back(li);
 }
@@ -256,25 +276,32 @@ void Worker::apply(Change& c) {
   if (tables_[old].refs == 0 && old != current_) tables_[old].table.reset();
   const routing::RouteTable& table = *tables_[current_].table;
 
-  for (auto& [key, route] : c.remap) {
+  for (auto& [key, port] : c.remap) {
     auto it = listener_by_key_.find(key);
     if (it == listener_by_key_.end()) continue;
     Listener& l = listeners_[it->second];
     ref_table(current_);
     unref_table(l.table_slot);
     l.table_slot = current_;
-    l.route = route;  // new connections take the new target at once, on the same socket
+    l.tcp = port;  // new connections take the new target at once, on the same socket
   }
+  for (auto& [key, route] : c.remap_udp) udp_->remap(key, route, tables_[current_].table);
   for (const std::string& key : c.close_now) {
     auto it = listener_by_key_.find(key);
-    if (it != listener_by_key_.end()) close_listener(it->second);
+    if (it != listener_by_key_.end())
+      close_listener(it->second);
+    else
+      udp_->close_now(key);
   }
   // now_ may be as old as the worker's last sleep: take the clock afresh for deadlines.
   const uint64_t now = monotonic_ms();
   bool overlap = false;
   for (const std::string& key : c.close_later) {
     auto it = listener_by_key_.find(key);
-    if (it == listener_by_key_.end()) continue;
+    if (it == listener_by_key_.end()) {
+      udp_->close_at(key, now + c.overlap_ms);
+      continue;
+    }
     pending_closes_.push_back({it->second, now + c.overlap_ms});
     listener_by_key_.erase(it);  // the key is free for a new listener in a later change
     overlap = true;
@@ -282,6 +309,11 @@ void Worker::apply(Change& c) {
   // A timer of its own, so that old ports close when overlap_ms is over, not at the next tick.
   if (overlap) ring_->timeout_ms(c.overlap_ms + 1, uring::UserData{kOverlapEnd, 0, 0}.pack());
   for (Listener& nl : c.add) {
+    if (nl.udp) {
+      if (accepting_closed_) continue;
+      udp_->add_listener(std::move(nl.fd), nl.udp, nl.port, nl.key, tables_[current_].table);
+      continue;
+    }
     uint32_t li;
     if (!free_listeners_.empty()) {
       li = free_listeners_.back();
@@ -301,7 +333,10 @@ void Worker::apply(Change& c) {
   }
   // A route that comes back (same id) is no longer draining.
   std::erase_if(draining_, [&](const Draining& d) { return table.find(d.route_id) != nullptr; });
-  for (auto& [id, drain_s] : c.drain) draining_.push_back({id, now + uint64_t(drain_s) * 1000});
+  for (auto& [id, drain_s] : c.drain) {
+    draining_.push_back({id, now + uint64_t(drain_s) * 1000});
+    udp_->drain(id, now + uint64_t(drain_s) * 1000);
+  }
   if (c.applied) c.applied->done();
 }
 
@@ -318,53 +353,31 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
     if (c.res == -EMFILE || c.res == -ENFILE || c.res == -ENOMEM || c.res == -ENOBUFS) {
       // Out of fds or memory: stop taking new connections for a tick, keep the others going.
       if (!accept_stalled_)
-        RF_WARN("route=%s port=%u: accept: %s; new connections wait until resources free up",
-                l.route->route.id.c_str(), l.port, std::strerror(-c.res));
+        RF_WARN("port %s: accept: %s; new connections wait until resources free up",
+                l.key.c_str(), std::strerror(-c.res));
       accept_stalled_ = true;
     } else if (c.res != -ECANCELED) {
-      RF_WARN("route=%s port=%u: accept: %s", l.route->route.id.c_str(), l.port,
-              std::strerror(-c.res));
+      RF_WARN("port %s: accept: %s", l.key.c_str(), std::strerror(-c.res));
     }
     return;  // on_tick re-arms
   }
   if (!l.armed) arm_accept(li);
 
   UniqueFd client(c.res);
-  const routing::ResolvedRoute* route = l.route;
-  routing::RouteCounters& ctr = *route->counters;
   const uint64_t active = shared_.active.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t route_active = ctr.conns_active.fetch_add(1, std::memory_order_relaxed);
-  const uint64_t max_conns = shared_.max_connections.load(std::memory_order_relaxed);
-  if (active >= max_conns ||
-      (route->max_connections && route_active >= route->max_connections)) {
+  if (active >= shared_.max_connections.load(std::memory_order_relaxed)) {
     shared_.active.fetch_sub(1, std::memory_order_relaxed);
-    ctr.conns_active.fetch_sub(1, std::memory_order_relaxed);
-    ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
+    const routing::ResolvedRoute* any = l.tcp->any();
+    any->counters->conns_refused.fetch_add(1, std::memory_order_relaxed);
     if (warn_limit_.allow(unsigned(now_ / 1000)))
-      RF_INFO("route=%s: refused a connection: %s reached", route->route.id.c_str(),
-              active >= max_conns ? "limits.max_connections" : "route max_connections");
+      RF_INFO("route=%s: refused a connection: limits.max_connections reached",
+              any->route.id.c_str());
     return;  // closing `client` tells the client at once
   }
-  if (!route->route.allow.empty()) {
-    sockaddr_storage peer{};
-    socklen_t pl = sizeof peer;
-    if (getpeername(client.get(), reinterpret_cast<sockaddr*>(&peer), &pl) < 0 ||
-        !route->allows(peer)) {
-      shared_.active.fetch_sub(1, std::memory_order_relaxed);
-      ctr.conns_active.fetch_sub(1, std::memory_order_relaxed);
-      ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
-      char cb[64];
-      if (warn_limit_.allow(unsigned(now_ / 1000)))
-        RF_INFO("route=%s client=%s: refused: not in the allow list", route->route.id.c_str(),
-                net::format(peer, cb, sizeof cb));
-      return;
-    }
-  }
-  ctr.conns_total.fetch_add(1, std::memory_order_relaxed);
 
   const uint32_t idx = alloc_session();
   Session& s = sessions_[idx];
-  s.route = route;
+  s.tport = l.tcp;
   s.table_slot = l.table_slot;
   ref_table(s.table_slot);
   s.listen_port = l.port;
@@ -372,14 +385,48 @@ void Worker::on_accept(uint32_t li, const uring::Completion& c) {
   s.fd[0] = std::move(client);  // TCP_NODELAY is inherited from the listener
   open_sessions_++;
 
-  route->target_for(l.port, s.target, s.target_len);
+  if (s.tport->needs_prelude()) return start_prelude(s, idx);
+  if (!admit(s, idx, s.tport->plain)) return;
+  connect_target(s, idx);
+}
+
+// The route is known: its limits and allow list decide whether the connection goes on.
+bool Worker::admit(Session& s, uint32_t idx, const routing::ResolvedRoute* route) {
+  routing::RouteCounters& ctr = *route->counters;
+  const uint64_t route_active = ctr.conns_active.fetch_add(1, std::memory_order_relaxed);
+  s.route = route;  // from here on close_session() gives the route's slot back
+  if (route->max_connections && route_active >= route->max_connections) {
+    ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
+    if (warn_limit_.allow(unsigned(now_ / 1000)))
+      RF_INFO("route=%s: refused a connection: route max_connections reached",
+              route->route.id.c_str());
+    close_session(s, idx, false, nullptr);
+    return false;
+  }
+  if (!route->route.allow.empty() && (!ensure_client(s) || !route->allows(s.client))) {
+    ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
+    char cb[64];
+    if (warn_limit_.allow(unsigned(now_ / 1000)))
+      RF_INFO("route=%s client=%s: refused: not in the allow list", route->route.id.c_str(),
+              client_str(s, cb, sizeof cb));
+    close_session(s, idx, false, nullptr);
+    return false;
+  }
+  ctr.conns_total.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Worker::connect_target(Session& s, uint32_t idx) {
+  const routing::ResolvedRoute* route = s.route;
+  s.phase = Phase::Connecting;
+  route->target_for(s.listen_port, s.target, s.target_len);
   s.fd[1].reset(::socket(s.target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!s.fd[1]) {
     char cb[64];
     if (warn_limit_.allow(unsigned(now_ / 1000)))
-      RF_WARN("route=%s client=%s: socket: %s", route->route.id.c_str(), client_str(s, cb, sizeof cb),
-            std::strerror(errno));
-    ctr.conns_failed.fetch_add(1, std::memory_order_relaxed);
+      RF_WARN("route=%s client=%s: socket: %s", route->route.id.c_str(),
+              client_str(s, cb, sizeof cb), std::strerror(errno));
+    route->counters->conns_failed.fetch_add(1, std::memory_order_relaxed);
     close_session(s, idx, false, nullptr);
     return;
   }
@@ -409,6 +456,7 @@ uint32_t Worker::alloc_session() {
 }
 
 const char* Worker::client_str(const Session& s, char* buf, size_t len) const {
+  if (s.client_known) return net::format(s.client, buf, len);
   sockaddr_storage a{};
   socklen_t al = sizeof a;
   if (!s.fd[0] || getpeername(s.fd[0].get(), reinterpret_cast<sockaddr*>(&a), &al) < 0) {
@@ -438,7 +486,7 @@ void Worker::on_connect(Session& s, uint32_t idx, int res) {
   }
   s.connected = true;
   s.last_active = now_;
-  start_flows(s, idx);
+  after_connect(s, idx);
 }
 
 void Worker::start_flows(Session& s, uint32_t idx) {
@@ -466,7 +514,7 @@ void Worker::close_session(Session& s, uint32_t idx, bool reset, const char* why
   if (s.closing) return;
   s.closing = true;
   char cb[64];
-  RF_DEBUG("route=%s client=%s: closed: %s", s.route->route.id.c_str(),
+  RF_DEBUG("route=%s client=%s: closed: %s", s.route ? s.route->route.id.c_str() : "-",
            client_str(s, cb, sizeof cb),
            why ? why : (s.flow[0].done && s.flow[1].done ? "both sides finished" : "ended"));
   if (reset) {
@@ -487,7 +535,7 @@ void Worker::close_session(Session& s, uint32_t idx, bool reset, const char* why
       if (fd) ring_->cancel_fd(fd.get(), uring::UserData{kIgnore, 0, 0}.pack());
   }
   shared_.active.fetch_sub(1, std::memory_order_relaxed);
-  s.route->counters->conns_active.fetch_sub(1, std::memory_order_relaxed);
+  if (s.route) s.route->counters->conns_active.fetch_sub(1, std::memory_order_relaxed);
   maybe_free(s, idx);
 }
 
@@ -495,8 +543,12 @@ void Worker::maybe_free(Session& s, uint32_t idx) {
   if (!s.closing || s.inflight > 0) return;
   // Buffers still owned by an unfinished send come back with the send's completion, which
   // has arrived by now (inflight == 0).
+  s.tls.reset();  // before the sockets: it may still name fd[0]
   s.fd[0].reset();
   s.fd[1].reset();
+  give_stage(s.stage);
+  give_stage(s.tls_buf[1]);
+  s.tls_buf[0] = nullptr;  // was the stage
   s.in_use = false;
   s.route = nullptr;
   unref_table(s.table_slot);
@@ -519,6 +571,7 @@ void Worker::on_tick() {
     for (uint32_t i = 0; i < listeners_.size(); ++i) arm_accept(i);
   }
   close_due_listeners();
+  udp_->tick(now_);
   // Removed routes: their connections drain until drain_timeout_s, then close.
   const Draining* expired = nullptr;
   for (const Draining& d : draining_)
@@ -527,6 +580,15 @@ void Worker::on_tick() {
   for (uint32_t i = 0; i < sessions_.size(); ++i) {
     Session& s = sessions_[i];
     if (!s.in_use || s.closing) continue;
+    if (s.phase == Phase::Prelude || s.phase == Phase::Handshake) {
+      // A client that connects and says nothing holds a slot only until its deadline.
+      if (now_ >= s.deadline)
+        reject(s, i, s.phase == Phase::Prelude ? "no complete PROXY header/ClientHello"
+                                               : "TLS handshake not finished",
+               "within tls.hello_timeout_ms");
+      continue;
+    }
+    if (!s.route) continue;
     if (expired) {
       bool gone = false;
       for (const Draining& d : draining_)

@@ -19,10 +19,12 @@
 #include <vector>
 
 #include "pipe_pool.hpp"
+#include "udp.hpp"
 #include "ringfwd/base/log.hpp"
 #include "ringfwd/base/unique_fd.hpp"
 #include "ringfwd/dataplane/engine.hpp"
 #include "ringfwd/routing/route_table.hpp"
+#include "ringfwd/tls/terminator.hpp"
 #include "ringfwd/uring/ring.hpp"
 
 namespace rf::dataplane {
@@ -54,13 +56,16 @@ enum Op : uint8_t {
   kTick,
   kOverlapEnd,  // a dual-bind overlap is over: close the old listeners on time
   kIgnore,   // cancels and other completions nobody waits for
+  kPreludeRecv,  // bytes before the route is known: a PROXY header, a ClientHello
 };
+static_assert(kPreludeRecv < kUdpOpFirst);
 // The direction rides in the op's top bit: 0 = client -> target (up), 1 = target -> client.
 constexpr uint8_t kDirBit = 0x80;
 
 struct Listener {
   UniqueFd fd;
-  const routing::ResolvedRoute* route = nullptr;  // lives in tables_[table_slot]
+  const routing::TcpPort* tcp = nullptr;         // TCP: lives in tables_[table_slot]
+  const routing::ResolvedRoute* udp = nullptr;   // UDP: handed to UdpPath
   uint16_t port = 0;
   std::string key;  // "addr:port"
   uint32_t table_slot = 0;
@@ -88,10 +93,40 @@ struct Flow {
   bool done = false;         // FIN forwarded to dst
 };
 
+// Where a connection is in its life.
+enum class Phase : uint8_t {
+  Prelude,    // reading a PROXY header and/or a ClientHello to choose the route
+  Handshake,  // TLS terminate: handshake with the client
+  Connecting, // connecting to the target
+  Prefix,     // sending what must precede the stream: a PROXY header, buffered bytes
+  Flowing,    // splice / copy / hybrid, or the TLS pump
+};
+
+// Bytes a connection holds before and around its stream: read while choosing the route, and
+// the PROXY header written in front of them. Pooled per worker.
+inline constexpr uint32_t kHeadroom = 1024;  // room for a PROXY header before the data
+inline constexpr uint32_t kStageBytes = kHeadroom + 16384 + 256;
+
 struct Session {
   UniqueFd fd[2];  // 0 = client, 1 = target
   Flow flow[2];    // 0 = up (fd0 -> fd1), 1 = down (fd1 -> fd0)
-  const routing::ResolvedRoute* route = nullptr;
+  const routing::ResolvedRoute* route = nullptr;  // null until chosen (prelude)
+  const routing::TcpPort* tport = nullptr;
+  sockaddr_storage client{};  // the real client: the peer, or a PROXY header's source
+  sockaddr_storage local{};   // the address it connected to (PROXY header's destination)
+  uint8_t* stage = nullptr;   // kStageBytes, pooled; data starts at kHeadroom
+  uint32_t stage_len = 0;     // bytes read into stage + kHeadroom
+  uint32_t out_off = 0;       // Prefix: [out_off, out_end) of stage goes to the target first
+  uint32_t out_end = 0;
+  uint64_t deadline = 0;      // Prelude / Handshake: worker clock ms
+  std::unique_ptr<tls::Conn> tls;  // TLS terminate
+  uint8_t* tls_buf[2] = {};   // TLS pump: plaintext per direction (stage is reused for up)
+  uint32_t tls_off[2] = {};
+  uint32_t tls_len[2] = {};
+  Phase phase = Phase::Flowing;
+  bool client_known = false;  // `client` is filled
+  bool local_known = false;   // `local` is filled
+  bool proxy_read = false;    // accept_proxy_protocol: the header was read
   sockaddr_storage target{};
   socklen_t target_len = 0;
   uint32_t gen = 0;
@@ -110,7 +145,8 @@ class Worker {
   struct Change {
     std::shared_ptr<const routing::RouteTable> table;
     std::vector<Listener> add;  // bound and listening; start accepting
-    std::vector<std::pair<std::string, const routing::ResolvedRoute*>> remap;  // same socket
+    std::vector<std::pair<std::string, const routing::TcpPort*>> remap;  // same socket
+    std::vector<std::pair<std::string, const routing::ResolvedRoute*>> remap_udp;
     std::vector<std::string> close_now;
     std::vector<std::string> close_later;  // after overlap_ms
     uint32_t overlap_ms = 0;
@@ -153,6 +189,22 @@ class Worker {
   uint32_t alloc_session();
   uint64_t ud(uint8_t op, uint32_t idx) const;
   void on_connect(Session& s, uint32_t idx, int res);
+  // prelude (prelude.cpp): PROXY header in, ClientHello, route choice, PROXY header out
+  void start_prelude(Session& s, uint32_t idx);
+  void post_prelude_recv(Session& s, uint32_t idx);
+  void on_prelude_recv(Session& s, uint32_t idx, int res);
+  void reject(Session& s, uint32_t idx, const char* what, const char* detail);
+  bool admit(Session& s, uint32_t idx, const routing::ResolvedRoute* route);
+  void connect_target(Session& s, uint32_t idx);
+  void after_connect(Session& s, uint32_t idx);
+  void send_prefix(Session& s, uint32_t idx);
+  bool ensure_client(Session& s);
+  uint8_t* take_stage();
+  void give_stage(uint8_t*& p);
+  // TLS terminate (tls_pump.cpp)
+  void start_tls(Session& s, uint32_t idx);
+  void continue_handshake(Session& s, uint32_t idx);
+  void pump_tls(Session& s, uint32_t idx, int d);
   void start_flows(Session& s, uint32_t idx);
   void finish_flow(Session& s, uint32_t idx, int d);
   void close_session(Session& s, uint32_t idx, bool reset, const char* why);
@@ -202,6 +254,9 @@ class Worker {
   std::vector<Change> mailbox_;
   std::unique_ptr<uring::Ring> ring_;
   std::unique_ptr<uring::BufferRing> bufs_;
+  std::unique_ptr<UdpPath> udp_;
+  std::vector<uint8_t*> stages_;  // free stage buffers
+  std::unique_ptr<uint8_t[]> hello_scratch_;  // ClientHello reassembly (parsing is synchronous)
   PipePool pipes_;
   std::deque<Session> sessions_;
   std::vector<uint32_t> free_;

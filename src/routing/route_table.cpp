@@ -1,8 +1,11 @@
 #include "ringfwd/routing/route_table.hpp"
 
 #include "ringfwd/base/net.hpp"
+#include "ringfwd/tls/terminator.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 
 namespace rf::routing {
 
@@ -21,17 +24,6 @@ bool prefix_match(const uint8_t* a, const uint8_t* net, unsigned prefix) {
   return (a[bytes] & mask) == (net[bytes] & mask);
 }
 
-// Features of SPEC §3 that later releases of the data path implement. Serving such a route
-// as plain TCP would be wrong (TLS routes share ports by SNI; PROXY headers would be lost or
-// forwarded as data), so the route is not served and the log says so.
-std::string tcp_unsupported_reason(const config::Route& r) {
-  if (r.tls.mode != config::TlsMode::None)
-    return "tls mode \"" + std::string(config::to_string(r.tls.mode)) + "\" is not supported by this build yet";
-  if (r.proxy_protocol != config::ProxyProtocol::None)
-    return "proxy_protocol is not supported by this build yet";
-  if (r.accept_proxy_protocol) return "accept_proxy_protocol is not supported by this build yet";
-  return {};
-}
 }  // namespace
 
 bool ResolvedRoute::allows(const sockaddr_storage& client) const {
@@ -50,6 +42,42 @@ bool ResolvedRoute::allows(const sockaddr_storage& client) const {
     if (c.v6 && a6 && prefix_match(a6, c.addr, c.prefix)) return true;
   }
   return false;
+}
+
+const ResolvedRoute* TcpPort::by_sni(std::string_view name) const {
+  if (!name.empty()) {
+    auto it = std::lower_bound(exact.begin(), exact.end(), name,
+                               [](const auto& e, std::string_view n) { return e.first < n; });
+    if (it != exact.end() && it->first == name) return it->second;
+    // "*.example.com" matches exactly one label: "a.example.com", not "a.b.example.com".
+    const size_t dot = name.find('.');
+    if (dot != std::string_view::npos && dot > 0) {
+      const std::string_view suffix = name.substr(dot);
+      auto w = std::lower_bound(wildcard.begin(), wildcard.end(), suffix,
+                                [](const auto& e, std::string_view n) { return e.first < n; });
+      if (w != wildcard.end() && w->first == suffix) return w->second;
+    }
+  }
+  return fallback;
+}
+
+const ResolvedRoute* TcpPort::any() const {
+  if (plain) return plain;
+  if (!exact.empty()) return exact.front().second;
+  if (!wildcard.empty()) return wildcard.front().second;
+  return fallback;
+}
+
+std::vector<std::string> TcpPort::route_ids() const {
+  std::vector<std::string> ids;
+  auto add = [&](const ResolvedRoute* r) {
+    if (r && std::find(ids.begin(), ids.end(), r->route.id) == ids.end()) ids.push_back(r->route.id);
+  };
+  add(plain);
+  for (const auto& e : exact) add(e.second);
+  for (const auto& e : wildcard) add(e.second);
+  add(fallback);
+  return ids;
 }
 
 const ResolvedRoute* RouteTable::find(std::string_view id) const {
@@ -71,7 +99,14 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config
     rr.idle_timeout_s = r.timeouts.idle_timeout_s.value_or(lim.idle_timeout_s);
     rr.drain_timeout_s = r.timeouts.drain_timeout_s.value_or(lim.drain_timeout_s);
     rr.max_connections = r.max_connections.value_or(0);
-    rr.tcp_unsupported = tcp_unsupported_reason(r);
+    rr.udp_idle_timeout_s = r.timeouts.udp_idle_timeout_s.value_or(lim.udp_idle_timeout_s);
+    rr.udp_flows_per_client = lim.udp_flows_per_client;
+    if (r.tls.mode == config::TlsMode::Terminate) {
+      tls::global_init();
+      auto ctx = tls::ServerContext::load(r.tls.cert, r.tls.key, r.tls.alpn);
+      if (!ctx) return Error::msg("route " + r.id + ": " + ctx.error().str());
+      rr.tls_ctx = std::move(ctx.value());
+    }
     if (const ResolvedRoute* old = previous ? previous->find(r.id) : nullptr)
       rr.counters = old->counters;
 
@@ -99,11 +134,49 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config
     if (!res) return Error::msg("route " + r.id + ": " + res.error().str());
     t->routes_.push_back(std::move(rr));
   }
+  // Listen ports: one TcpPort per TCP address:port (TLS routes share it), one UdpPort per UDP
+  // address:port. Conflicts were refused by config validation, so a port has one plain route
+  // or only TLS routes.
+  std::map<std::string, size_t> tcp_index;
   for (size_t i = 0; i < t->routes_.size(); ++i) {
-    const config::Route& r = t->routes_[i].route;
-    if (!r.has_tcp() || !t->routes_[i].tcp_unsupported.empty()) continue;
-    for (uint32_t p = r.listen_port.first; p <= r.listen_port.last; ++p)
+    const ResolvedRoute& rr = t->routes_[i];
+    const config::Route& r = rr.route;
+    for (uint32_t p = r.listen_port.first; p <= r.listen_port.last; ++p) {
+      sockaddr_storage a = rr.bind_addr;
+      net::set_port(a, uint16_t(p));
+      const std::string key = net::to_string(a);
+      if (r.has_udp()) t->udp_ports_.push_back(UdpPort{key + "/udp", &rr, uint16_t(p)});
+      if (!r.has_tcp()) continue;
       if (t->tcp_by_port_[p] == 0) t->tcp_by_port_[p] = uint16_t(i + 1);
+      auto [it, fresh] = tcp_index.emplace(key, t->tcp_ports_.size());
+      if (fresh) {
+        TcpPort tp;
+        tp.key = key;
+        tp.bind_addr = a;
+        tp.bind_len = rr.bind_len;
+        tp.port = uint16_t(p);
+        t->tcp_ports_.push_back(std::move(tp));
+      }
+      TcpPort& tp = t->tcp_ports_[it->second];
+      if (r.accept_proxy_protocol) tp.accept_proxy = true;
+      if (r.tls.mode == config::TlsMode::None) {
+        tp.plain = &rr;
+        continue;
+      }
+      tp.hello_timeout_ms = std::max(tp.hello_timeout_ms, r.tls.hello_timeout_ms);
+      if (r.tls.is_default) tp.fallback = &rr;
+      for (const std::string& d : r.tls.domains) {
+        if (d.size() > 2 && d[0] == '*' && d[1] == '.')
+          tp.wildcard.emplace_back(d.substr(1), &rr);
+        else
+          tp.exact.emplace_back(d, &rr);
+      }
+    }
+  }
+  for (TcpPort& tp : t->tcp_ports_) {
+    std::sort(tp.exact.begin(), tp.exact.end());
+    std::sort(tp.wildcard.begin(), tp.wildcard.end());
+    if (tp.hello_timeout_ms == 0) tp.hello_timeout_ms = config::Tls{}.hello_timeout_ms;
   }
   return std::shared_ptr<const RouteTable>(std::move(t));
 }

@@ -107,6 +107,12 @@ void Ring::recv_select(int fd, uint16_t group, uint32_t max_len, uint64_t ud) {
   io_uring_sqe_set_data64(sqe, ud);
 }
 
+void Ring::recv(int fd, void* buf, uint32_t len, uint64_t ud) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_recv(sqe, fd, buf, len, 0);
+  io_uring_sqe_set_data64(sqe, ud);
+}
+
 void Ring::send(int fd, const void* buf, uint32_t len, uint64_t ud) {
   io_uring_sqe* sqe = get_sqe();
   io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);

@@ -37,6 +37,9 @@ struct EngineOptions {
 struct EngineShared {
   std::atomic<uint64_t> active{0};
   std::atomic<uint64_t> max_connections{0};
+  // Connections closed before a route was chosen: a bad or late PROXY header or ClientHello,
+  // or a server name no route serves.
+  std::atomic<uint64_t> rejected{0};
 };
 
 class Worker;
@@ -81,6 +84,7 @@ class Engine {
     return table_;
   }
   uint64_t active_connections() const { return shared_.active.load(std::memory_order_relaxed); }
+  uint64_t rejected_connections() const { return shared_.rejected.load(std::memory_order_relaxed); }
   void set_max_connections(uint64_t n) { shared_.max_connections.store(n); }
 
   // Closes every listener: new connections are refused, established ones go on.
@@ -95,9 +99,11 @@ class Engine {
   std::shared_ptr<const routing::RouteTable> table_;  // by the Controller
   EngineShared shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::map<std::string, std::string> listeners_;  // "addr:port" -> id of the route it serves
+  // "addr:port" (TCP) or "addr:port/udp" -> ids of the routes it serves (several TLS routes
+  // may share one TCP port).
+  std::map<std::string, std::vector<std::string>> listeners_;
   struct Overlap {
-    std::string route_id;
+    std::vector<std::string> route_ids;
     double until_s;
   };
   std::map<std::string, Overlap> overlaps_;  // old "addr:port" still accepting after a move

@@ -14,6 +14,10 @@
 #include "ringfwd/base/result.hpp"
 #include "ringfwd/config/config.hpp"
 
+namespace rf::tls {
+class ServerContext;
+}
+
 namespace rf::routing {
 
 // Per-route counters, shared by all workers (relaxed atomics, one writer per event).
@@ -44,14 +48,49 @@ struct ResolvedRoute {
   void target_for(uint16_t listen_port, sockaddr_storage& out, socklen_t& len) const;
   // True when the route has no allow list or the client's address is in it.
   bool allows(const sockaddr_storage& client) const;
-  // Why this build cannot serve the route's TCP side (empty: it can).
-  std::string tcp_unsupported;
+  // TLS terminate: the certificate, loaded when the table is built (a reload builds a new one).
+  std::shared_ptr<tls::ServerContext> tls_ctx;
+  uint32_t udp_idle_timeout_s = 0;
+  uint32_t udp_flows_per_client = 0;
+};
+
+// Everything served on one TCP listen address:port: one plain route, or TLS routes that the
+// ClientHello's SNI tells apart (SPEC §3).
+struct TcpPort {
+  std::string key;  // "addr:port", the listener's identity across route changes
+  sockaddr_storage bind_addr{};
+  socklen_t bind_len = 0;
+  uint16_t port = 0;
+  const ResolvedRoute* plain = nullptr;  // tls.mode none
+  std::vector<std::pair<std::string, const ResolvedRoute*>> exact;     // sorted by name
+  std::vector<std::pair<std::string, const ResolvedRoute*>> wildcard;  // ".example.com" suffixes
+  const ResolvedRoute* fallback = nullptr;  // "default": true
+  bool accept_proxy = false;   // a PROXY header precedes everything
+  uint32_t hello_timeout_ms = 0;  // the longest of the port's TLS routes
+  // Bytes must be read before a route is known or a target connected.
+  bool needs_prelude() const { return plain == nullptr || accept_proxy; }
+  // The route for a ClientHello's server name (empty: no SNI); nullptr when nothing matches.
+  const ResolvedRoute* by_sni(std::string_view name) const;
+  // Any route of the port (for logs before the SNI is known).
+  const ResolvedRoute* any() const;
+  std::vector<std::string> route_ids() const;
+};
+
+// One UDP listen address:port and its route.
+struct UdpPort {
+  std::string key;  // "addr:port/udp"
+  const ResolvedRoute* route = nullptr;
+  uint16_t port = 0;
 };
 
 class RouteTable {
  public:
-  // Resolves every route of cfg (host names through getaddrinfo, on the calling thread).
+  // Resolves every route of cfg (host names through getaddrinfo, on the calling thread) and
+  // loads TLS certificates (an error names the route and the file).
   // Routes whose id is in `previous` keep that route's counters, so stats survive changes.
+  RouteTable() = default;
+  RouteTable(const RouteTable&) = delete;  // ports point into routes_
+  RouteTable& operator=(const RouteTable&) = delete;
   static Result<std::shared_ptr<const RouteTable>> build(const config::Config& cfg,
                                                          const RouteTable* previous = nullptr);
   const ResolvedRoute* find(std::string_view id) const;
@@ -63,10 +102,14 @@ class RouteTable {
     return i == 0 ? nullptr : &routes_[i - 1];
   }
   const config::Config& config() const { return cfg_; }
+  const std::vector<TcpPort>& tcp_ports() const { return tcp_ports_; }
+  const std::vector<UdpPort>& udp_ports() const { return udp_ports_; }
 
  private:
   config::Config cfg_;
   std::vector<ResolvedRoute> routes_;
+  std::vector<TcpPort> tcp_ports_;
+  std::vector<UdpPort> udp_ports_;
   std::array<uint16_t, 65536> tcp_by_port_{};  // route index + 1; 0 = none
 };
 

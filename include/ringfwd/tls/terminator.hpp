@@ -104,7 +104,9 @@ class Conn {
   int fd_ = -1;
   std::vector<uint8_t> prefix_;
   size_t prefix_off_ = 0;
-  bool eof_ = false;
+  bool eof_ = false;            // recv() saw FIN: a socket error after it is a close
+  bool shutdown_sent_ = false;  // close_notify is attempted once
+  int sock_err_ = 0;            // errno of the last failed recv/send, for error()
   std::string error_;
 };
 

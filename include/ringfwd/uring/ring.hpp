@@ -65,6 +65,7 @@ class Ring {
                uint64_t timeout_ud);
   void poll(int fd, uint32_t mask, uint64_t ud);
   void recv_select(int fd, uint16_t group, uint32_t max_len, uint64_t ud);
+  void recv(int fd, void* buf, uint32_t len, uint64_t ud);  // into the caller's buffer
   void send(int fd, const void* buf, uint32_t len, uint64_t ud);
   void read(int fd, void* buf, uint32_t len, uint64_t ud);
   void timeout_ms(uint32_t ms, uint64_t ud);
