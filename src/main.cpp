@@ -15,6 +15,7 @@
 #include "ringfwd/control/controller.hpp"
 #include "ringfwd/dataplane/engine.hpp"
 #include "ringfwd/routing/route_table.hpp"
+#include "ringfwd/tls/check.hpp"
 #include "control/dbus_service.hpp"
 #include "ringfwd_build_config.h"
 
@@ -86,6 +87,7 @@ double now_s() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  rf::tls::install_certificate_check();
   std::string config_path = "/etc/ringfwd/ringfwd.json";
   std::string bus = "system";
   std::string check_path;
@@ -187,6 +189,7 @@ int main(int argc, char** argv) {
   double next_ping = 0;
   const double stats_every = 60;
   double next_stats = now_s() + stats_every;
+  double next_cert_check = now_s() + 2;  // certificate files renewed on disk
   for (;;) {
     timespec wait{0, 250 * 1000 * 1000};
     int sig = sigtimedwait(&sigs, nullptr, &wait);
@@ -204,6 +207,10 @@ int main(int argc, char** argv) {
     if (now_s() >= next_stats) {
       log_stats(engine);
       next_stats = now_s() + stats_every;
+    }
+    if (now_s() >= next_cert_check) {
+      controller.reload_changed_certificates();
+      next_cert_check = now_s() + 2;
     }
   }
 

@@ -29,6 +29,7 @@
 #include <boost/json.hpp>
 #include <sdbus-c++/sdbus-c++.h>
 
+#include "ringfwd/tls/check.hpp"
 #include "ringfwd/config/config.hpp"
 #include "ringfwd1_proxy.h"
 
@@ -617,6 +618,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  rf::tls::install_certificate_check();
   try {
     return run(argc, argv);
   } catch (const UsageError& e) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <climits>
@@ -25,7 +26,19 @@
 #include "ringfwd/routing/conflicts.hpp"
 
 namespace rf::config {
+
 namespace {
+std::atomic<CertificateCheck> g_cert_check_fn{nullptr};
+}  // namespace
+
+void set_certificate_check(CertificateCheck fn) { g_cert_check_fn.store(fn); }
+
+namespace {
+
+std::string g_cert_check(const std::string& cert, const std::string& key) {
+  CertificateCheck fn = g_cert_check_fn.load();
+  return fn ? fn(cert, key) : std::string();
+}
 
 namespace json = boost::json;
 using Keys = std::span<const std::string_view>;
@@ -1126,8 +1139,13 @@ class Parser {
     require(*o, p, "cert", "for mode \"terminate\" (a PEM certificate chain)");
     require(*o, p, "key", "for mode \"terminate\" (a PEM private key)");
     if (!opts_.check_files) return;
+    const size_t before = problems_.size();
     if (cert_ok) check_pem(member(p, "cert"), t.cert, "CERTIFICATE-----", "a PEM certificate");
     if (key_ok) check_pem(member(p, "key"), t.key, "PRIVATE KEY-----", "a PEM private key");
+    if (cert_ok && key_ok && problems_.size() == before) {
+      std::string why = g_cert_check(t.cert, t.key);
+      if (!why.empty()) problem(member(p, "cert"), why);
+    }
   }
 
   // Certificates are loaded when routes start; finding a missing or wrong file now keeps a

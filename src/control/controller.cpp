@@ -6,6 +6,7 @@
 #include "ringfwd/base/log.hpp"
 #include "ringfwd/routing/conflicts.hpp"
 #include "ringfwd/routing/route_table.hpp"
+#include "ringfwd/tls/terminator.hpp"
 
 namespace rf::control {
 
@@ -151,6 +152,34 @@ MaybeError Controller::reload() {
               engine_.listener_count());
   }
   return err;
+}
+
+void Controller::reload_changed_certificates() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto table = engine_.table();
+  std::vector<std::string> changed;
+  for (const routing::ResolvedRoute& r : table->routes())
+    if (r.tls_ctx && r.tls_ctx->files_changed()) changed.push_back(r.route.id);
+  if (changed.empty()) return;
+  auto next = routing::RouteTable::build(running_, table.get());
+  if (!next) {
+    std::string why = next.error().str();
+    if (why != last_cert_error_)
+      RF_WARN("certificate change not applied yet (%s); connections keep the current one",
+              why.c_str());
+    last_cert_error_ = why;
+    return;
+  }
+  last_cert_error_.clear();
+  auto applied = engine_.apply(*next, running_.limits.overlap_ms);
+  if (!applied) {
+    RF_WARN("certificate reload: %s", applied.error().str().c_str());
+    return;
+  }
+  for (const std::string& id : changed)
+    if (const routing::ResolvedRoute* r = (*next)->find(id); r && r->tls_ctx)
+      RF_INFO("route=%s: certificate reloaded from %s (%s)", id.c_str(),
+              r->tls_ctx->cert_file().c_str(), r->tls_ctx->subject().c_str());
 }
 
 std::string Controller::list_routes() {

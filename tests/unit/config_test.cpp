@@ -437,6 +437,26 @@ std::vector<Case> cases() {
            R"({"mode": "terminate", "domains": ["a.example.com"], "cert": "wiki.pem", "key": "@DIR@/wiki.key"})")),
        "routes[0].tls.cert", R"(must be an absolute path (got "wiki.pem"))"},
 
+      {"tls_alpn_on_passthrough",
+       edge(tls_route(R"({"mode": "passthrough", "domains": ["a.example.com"], "alpn": ["h2"]})")),
+       "routes[0].tls.alpn", R"(only valid with mode "terminate")"},
+      {"tls_alpn_empty_name",
+       edge(tls_route(
+           R"({"mode": "terminate", "domains": ["a.example.com"], "cert": "@DIR@/wiki.pem", "key": "@DIR@/wiki.key", "alpn": [""]})")),
+       "routes[0].tls.alpn[0]", "must not be empty"},
+      {"tls_alpn_duplicate",
+       edge(tls_route(
+           R"({"mode": "terminate", "domains": ["a.example.com"], "cert": "@DIR@/wiki.pem", "key": "@DIR@/wiki.key", "alpn": ["h2", "h2"]})")),
+       "routes[0].tls.alpn[1]", R"(duplicate protocol "h2")"},
+      {"tls_hello_timeout_too_small",
+       edge(tls_route(R"({"mode": "passthrough", "domains": ["a.example.com"], "hello_timeout_ms": 10})")),
+       "routes[0].tls.hello_timeout_ms", "must be 100-600000 (milliseconds)"},
+      {"tls_hello_timeout_on_none", edge(tls_route(R"({"mode": "none", "hello_timeout_ms": 1000})")),
+       "routes[0].tls.hello_timeout_ms", R"(only valid with mode "passthrough" or "terminate")"},
+      {"limits_udp_flows_per_client_zero",
+       R"({"role": "edge", "limits": {"udp_flows_per_client": 0}})",
+       "limits.udp_flows_per_client", "must be at least 1"},
+
       // timeouts, limits, allow, PROXY protocol
       {"timeouts_zero", edge(direct(R"("timeouts": {"connect_timeout_ms": 0}, )")),
        "routes[0].timeouts.connect_timeout_ms", "must be at least 1 (got 0)"},
@@ -547,6 +567,10 @@ std::vector<Valid> valid_cases() {
       {"tls_wildcard",
        edge(tls_route(R"({"mode": "passthrough", "domains": ["*.example.com", "example.com"]})"))},
       {"tls_none_explicit", edge(tls_route(R"({"mode": "none"})"))},
+      {"tls_terminate_alpn_and_hello_timeout",
+       edge(tls_route(
+           R"({"mode": "terminate", "domains": ["a.example.com"], "cert": "@DIR@/wiki.pem", "key": "@DIR@/wiki.key", "alpn": ["h2", "http/1.1"], "hello_timeout_ms": 250})"))},
+      {"limits_udp_flows_per_client", R"({"role": "edge", "limits": {"udp_flows_per_client": 1}})"},
       {"proxy_v2_udp", edge(direct(R"("protocol": "udp", "proxy_protocol": "v2", )"))},
       {"proxy_none_round_trip", edge(direct(R"("proxy_protocol": "none", )"))},
       {"wol_windows_mac",

@@ -210,6 +210,25 @@ std::vector<Case> cases() {
        "routes[1].tls.domains",
        R"(tcp ports 8445-8450 on all addresses are already used by route "a" (route "b" conflicts: both list "a.example.com"))"},
 
+      {"tls_shared_port_other_address",
+       edge(route("a", "tcp", "443", tls("passthrough", R"("a.example.com")")) + ", " +
+            route("b", "tcp", "443", at("192.0.2.1") + tls("passthrough", R"("b.example.com")"))),
+       "routes[1].listen",
+       R"(tcp port 443 on 192.0.2.1 is already used by route "a" (route "b" conflicts: TLS routes sharing a port must listen on the same address (all addresses vs 192.0.2.1)))"},
+      {"tls_shared_port_accept_proxy_differs",
+       edge(route("a", "tcp", "443", tls("passthrough", R"("a.example.com")")) + ", " +
+            route("b", "tcp", "443",
+                  R"("accept_proxy_protocol": true, )" + tls("passthrough", R"("b.example.com")"))),
+       "routes[1].accept_proxy_protocol",
+       R"(tcp port 443 on all addresses is already used by route "a" (route "b" conflicts: TLS routes sharing a port must agree on accept_proxy_protocol))"},
+      {"tls_shared_port_both_accept_proxy",
+       edge(route("a", "tcp", "443",
+                  R"("accept_proxy_protocol": true, )" + tls("passthrough", R"("a.example.com")")) +
+            ", " +
+            route("b", "tcp", "443",
+                  R"("accept_proxy_protocol": true, )" + tls("passthrough", R"("b.example.com")"))),
+       "", ""},
+
       // more than two routes: each later route names every earlier one it collides with
       {"three_on_one_port", edge(a22 + ", " + b22 + ", " + route("c", "tcp", "2222")),
        "routes[1].listen_port",

@@ -178,6 +178,12 @@ struct ParseOptions {
   bool check_files = true;
 };
 
+// Deeper certificate check for terminate routes (does the key match the certificate?): set
+// once by the programs that link the TLS layer; returns "" when fine, else the problem.
+// parse() calls it after the PEM checks when ParseOptions::check_files is on.
+using CertificateCheck = std::string (*)(const std::string& cert, const std::string& key);
+void set_certificate_check(CertificateCheck fn);
+
 struct ParseResult {
   std::optional<Config> config;   // set only when problems is empty
   std::vector<Problem> problems;  // every problem found, in document order

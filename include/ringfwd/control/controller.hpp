@@ -40,6 +40,12 @@ class Controller {
   // Re-reads the config file (SIGHUP, D-Bus Reload); nothing changes if it has a problem.
   MaybeError reload();
 
+  // Terminate routes whose certificate or key file changed on disk (certbot renewed it) get a
+  // new certificate for new connections; established ones keep theirs. A file that does not
+  // load yet (half written) is retried at the next call and reported once. Main thread, every
+  // few seconds.
+  void reload_changed_certificates();
+
   std::string list_routes();                                    // JSON array
   std::optional<std::string> get_route(std::string_view id);    // JSON object, nullopt: none
   std::string get_stats();                                      // JSON object
@@ -56,6 +62,7 @@ class Controller {
   std::mutex mu_;
   config::Config running_;
   dataplane::Engine& engine_;
+  std::string last_cert_error_;
 };
 
 }  // namespace rf::control
