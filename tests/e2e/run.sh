@@ -22,7 +22,7 @@ unset RINGFWD_BLOCKED_PORTS
 [[ -x $RINGFWD ]] || rf_die "no ringfwd binary at $RINGFWD (set RINGFWD)"
 reason=$(topo_unavailable_reason)
 [[ -z $reason ]] || skip "$reason"
-for tool in curl ssh ssh-keygen sshd iperf3 socat python3 ss sha256sum; do
+for tool in curl ssh ssh-keygen sshd iperf3 socat python3 ss sha256sum openssl dig dnsmasq; do
   rf_have "$tool" || skip "$tool not installed"
 done
 
@@ -61,6 +61,10 @@ lan_web_start
 lan_ssh_start "$EDGE" 2222
 lan_iperf_start
 lan_port_responders 7100 7105 7109
+lan_tls_start nas.example.test          # the LAN's own certificate: passthrough keeps it
+lan_dns_start nas.example.test 192.0.2.7
+lan_cert "$TOPO_DIR/pki" wiki.example.test  # held by the edge: terminate
+PKI=$TOPO_DIR/pki
 mapfile -t SSH_OPTS < <(lan_ssh_opts; printf '%s\n' -p 2222)
 blob_sha=$(sha256sum <"$work/www/blob.bin" | cut -d' ' -f1)
 echo "ok   topology up: WireGuard handshake done, LAN servers listening"
@@ -107,6 +111,25 @@ run_dataplane() {
     "dataplane=\"$dp\"" "state_dir=\"$work/state-edge-$dp\""
   rfd_config_copy "$root/examples/dev-gateway.json" "$gw_cfg" \
     "dataplane=\"$dp\"" "state_dir=\"$work/state-gw-$dp\""
+  # TLS and UDP routes beside the examples' TCP ones. Each TLS route has its own edge port:
+  # routes sharing one edge port by SNI towards one gateway need the hop header (issue 5).
+  rfd_config_add_routes "$edge_cfg" '[
+    {"id": "nas", "protocol": "tcp", "listen_port": 8443,
+     "tls": {"mode": "passthrough", "domains": ["nas.example.test"]},
+     "target": {"gateway": "home", "lan_host": "192.168.2.20", "lan_port": 443}},
+    {"id": "wiki", "protocol": "tcp", "listen_port": 9443,
+     "tls": {"mode": "terminate", "domains": ["wiki.example.test"],
+             "cert": "'"$PKI"'/wiki.example.test.pem", "key": "'"$PKI"'/wiki.example.test.key"},
+     "target": {"gateway": "home", "lan_host": "192.168.2.20", "lan_port": 80}},
+    {"id": "dns", "protocol": "udp", "listen_port": 5353,
+     "target": {"gateway": "home", "lan_host": "192.168.2.20", "lan_port": 53}}]'
+  rfd_config_add_routes "$gw_cfg" '[
+    {"id": "nas", "protocol": "tcp", "listen": "10.8.0.2", "listen_port": 8443,
+     "target": {"lan_host": "192.168.2.20", "lan_port": 443}},
+    {"id": "wiki", "protocol": "tcp", "listen": "10.8.0.2", "listen_port": 9443,
+     "target": {"lan_host": "192.168.2.20", "lan_port": 80}},
+    {"id": "dns", "protocol": "udp", "listen": "10.8.0.2", "listen_port": 5353,
+     "target": {"lan_host": "192.168.2.20", "lan_port": 53}}]'
   for out in "$edge_cfg" "$gw_cfg"; do
     if "$RINGFWD" --check "$out" >"$work/check.out" 2>&1; then
       pass "ringfwd --check $(basename "$out")"
@@ -168,6 +191,39 @@ run_dataplane() {
   iperf3_check "$dp: iperf3 client -> LAN"
   iperf3_check "$dp: iperf3 LAN -> client (-R)" -R
 
+  iperf3_check "$dp: iperf3 -u client -> LAN (UDP through the tunnel)" -u -b 50M -l 1200
+
+  # TLS passthrough: the client verifies the LAN server's own certificate for its name, so
+  # the bytes came through untouched. A name no route serves is closed.
+  out=$(in_client curl -sS --max-time 20 --cacert "$PKI/ca.pem" \
+    --resolve "nas.example.test:8443:$EDGE" https://nas.example.test:8443/index.html 2>&1) || true
+  if [[ $out == "hello from the LAN web server: $LAN_WEB_TOKEN" ]]; then
+    pass "$dp: https://nas.example.test:8443 passthrough -> LAN nginx, its certificate verified"
+  else
+    fail "$dp: passthrough curl returned: $(head -c 300 <<<"$out")"
+  fi
+  if in_client curl -sS --max-time 10 -k --resolve "other.example.test:8443:$EDGE" \
+      https://other.example.test:8443/ >/dev/null 2>&1; then
+    fail "$dp: a server name no route serves got an answer"
+  else
+    pass "$dp: a server name no route serves is closed"
+  fi
+  # TLS terminate at the edge with its own certificate; plain HTTP through the tunnel.
+  out=$(in_client curl -sS --max-time 30 --cacert "$PKI/ca.pem" \
+    --resolve "wiki.example.test:9443:$EDGE" https://wiki.example.test:9443/blob.bin 2>&1 | sha256sum | cut -d' ' -f1)
+  if [[ $out == "$blob_sha" ]]; then
+    pass "$dp: https://wiki.example.test:9443 terminated at the edge, 4 MiB sha256 matches"
+  else
+    fail "$dp: terminate download corrupted or failed"
+  fi
+  # UDP: a DNS query to the LAN's dnsmasq through edge and gateway.
+  out=$(in_client dig @"$EDGE" -p 5353 +short +time=3 +tries=2 nas.example.test 2>&1) || true
+  if [[ $out == 192.0.2.7 ]]; then
+    pass "$dp: dig @$EDGE -p 5353 -> LAN dnsmasq answers 192.0.2.7"
+  else
+    fail "$dp: dig through the UDP route returned: $(head -c 300 <<<"$out")"
+  fi
+
   # Port range 7000-7009 -> LAN 7100-7109, keeping the offset; 7010 is outside every route.
   for port in 7000 7005 7009; do
     want=port-$((port + 100))
@@ -181,7 +237,7 @@ run_dataplane() {
   fi
 
   # Counters: the edge saw the bytes of everything above.
-  if out=$(rfd_stats "$edge_pid" "$edge_log" web ssh iperf range); then
+  if out=$(rfd_stats "$edge_pid" "$edge_log" web ssh iperf range nas wiki dns); then
     line=$(grep 'route=web ' <<<"$out" || true)
     expect_field "$dp: edge stats web" "$line" total 10
     expect_field "$dp: edge stats web" "$line" bytes_down $((9 * 4 * 1024 * 1024))
@@ -193,6 +249,12 @@ run_dataplane() {
     expect_field "$dp: edge stats iperf" "$line" bytes_down 1000000
     line=$(grep 'route=range ' <<<"$out" || true)
     expect_field "$dp: edge stats range" "$line" total 3
+    line=$(grep 'route=nas ' <<<"$out" || true)
+    expect_field "$dp: edge stats nas" "$line" total 1
+    line=$(grep 'route=wiki ' <<<"$out" || true)
+    expect_field "$dp: edge stats wiki" "$line" bytes_down $((4 * 1024 * 1024))
+    line=$(grep 'route=dns ' <<<"$out" || true)
+    expect_field "$dp: edge stats dns" "$line" total 1
   else
     fail "$dp: edge stats after SIGUSR1: $(tail -n 5 "$edge_log")"
   fi

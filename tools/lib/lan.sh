@@ -121,3 +121,73 @@ _lan_wait_listen() {
     sleep 0.1
   done
 }
+
+# A test CA and a server certificate signed by it, with openssl: DIR/ca.pem, DIR/NAME.pem
+# (leaf), DIR/NAME.key. ECDSA P-256.
+# lan_cert DIR NAME
+lan_cert() {
+  local d=$1 name=$2
+  mkdir -p "$d"
+  if [[ ! -f $d/ca.pem ]]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+      -subj "/CN=ringfwd test CA" -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  fi
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
+    -keyout "$d/$name.key" -out "$d/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile <(printf 'subjectAltName=DNS:%s\n' "$name") -out "$d/$name.pem" 2>/dev/null
+}
+
+# HTTPS on TOPO_LAN_HOST_IP:443 serving $TOPO_DIR/www (after lan_web_start) with the LAN's own
+# certificate for NAME (lan_cert in $TOPO_DIR/pki): what a passthrough route must deliver
+# untouched. lan_tls_start NAME
+lan_tls_start() {
+  local name=$1 d=$TOPO_DIR/nginx-tls pid
+  lan_cert "$TOPO_DIR/pki" "$name"
+  mkdir -p "$d"
+  cat >"$d/nginx.conf" <<EOF2
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 512; }
+http {
+  access_log $d/access.log;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  default_type application/octet-stream;
+  server {
+    listen $TOPO_LAN_HOST_IP:443 ssl;
+    server_name $name;
+    ssl_certificate $TOPO_DIR/pki/$name.pem;
+    ssl_certificate_key $TOPO_DIR/pki/$name.key;
+    root $TOPO_DIR/www;
+  }
+}
+EOF2
+  topo_spawn pid "$TOPO_NS_LAN" "$d/stderr.log" \
+    nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf"
+  _lan_wait_listen 10 "nginx https" "$pid" "$TOPO_LAN_HOST_IP" 443
+}
+
+# dnsmasq on TOPO_LAN_HOST_IP:53 (UDP) answering NAME -> ADDRESS, nothing else.
+# lan_dns_start NAME ADDRESS
+lan_dns_start() {
+  local pid
+  rf_have dnsmasq || { rf_log "dnsmasq not installed"; return 1; }
+  topo_spawn pid "$TOPO_NS_LAN" "$TOPO_DIR/dnsmasq.log" \
+    dnsmasq --no-daemon --port=53 --listen-address="$TOPO_LAN_HOST_IP" \
+    --bind-interfaces --no-resolv --no-hosts --log-queries --address="/$1/$2" \
+    --pid-file="$TOPO_DIR/dnsmasq.pid" --user=root
+  local deadline=$((SECONDS + 10))
+  until [[ -n $(ip netns exec "$TOPO_NS_LAN" ss -Hlun src "$TOPO_LAN_HOST_IP" sport = :53) ]]; do
+    rf_pid_alive "$pid" || { rf_log "dnsmasq exited at start"; return 1; }
+    ((SECONDS < deadline)) || { rf_log "dnsmasq is not listening after 10s"; return 1; }
+    sleep 0.1
+  done
+}

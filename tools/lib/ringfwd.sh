@@ -19,6 +19,20 @@ with open(dst, "w") as f:
 EOF
 }
 
+# rfd_config_add_routes FILE JSON_ARRAY: appends the routes of JSON_ARRAY to FILE's "routes".
+rfd_config_add_routes() {
+  python3 - "$@" <<'EOF'
+import json, sys
+path, routes = sys.argv[1], json.loads(sys.argv[2])
+with open(path) as f:
+    config = json.load(f)
+config.setdefault("routes", []).extend(routes)
+with open(path, "w") as f:
+    json.dump(config, f, indent=2)
+    f.write("\n")
+EOF
+}
+
 # rfd_start VAR NS LOG CONFIG: starts the daemon in namespace NS (stderr to LOG), waits for
 # its "ready:" line; VAR gets the pid. On failure prints the log and returns 1.
 rfd_start() {
