@@ -5,19 +5,24 @@
 //    the caller waits on the socket itself.
 #include "ringfwd/tls/terminator.hpp"
 
-// options.h must come before any other wolfSSL header: it fixes the build flags (and with them
-// the struct layouts) the library was compiled with.
-#include <wolfssl/options.h>
-// (separate block so that include sorting keeps options.h first)
-#include <wolfssl/error-ssl.h>
-#include <wolfssl/ssl.h>
-#include <wolfssl/wolfcrypt/asn.h>
-#include <wolfssl/wolfio.h>
-
 #include <fcntl.h>
+#include <string.h>  // explicit_bzero
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+// options.h must come before any other wolfSSL header: it fixes the build flags (and with them
+// the struct layouts) the library was compiled with; without it settings.h even warns (an error
+// here). clang-format would regroup and sort it, hence the guard.
+// clang-format off
+#include <wolfssl/options.h>
+#include <wolfssl/error-ssl.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfio.h>
+// clang-format on
 
 #include <algorithm>
 #include <cerrno>
@@ -41,6 +46,10 @@ constexpr const char* kCipherList =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+// These messages are complete sentences ("wiki.pem: no PEM certificate found"); Error::msg
+// would add ": Invalid argument" to them, so they carry no error code.
+Error problem(std::string text) { return Error{std::error_code(), std::move(text)}; }
 
 std::string wolf_error_text(int err) {
   char buf[WOLFSSL_MAX_ERROR_SZ] = {};
@@ -73,8 +82,8 @@ Error cert_error(const std::string& path, int ret) {
   auto text = slurp(path);
   if (!text) return text.error();
   if (text->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-    return Error::msg(path + ": no PEM certificate found");
-  return Error::msg(path + ": cannot load the certificate chain (" + wolf_error_text(ret) + ")");
+    return problem(path + ": no PEM certificate found");
+  return problem(path + ": cannot load the certificate chain (" + wolf_error_text(ret) + ")");
 }
 
 Error key_error(const std::string& path, int ret) {
@@ -82,17 +91,17 @@ Error key_error(const std::string& path, int ret) {
   if (!text) return text.error();
   if (text->find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string::npos ||
       text->find("Proc-Type: 4,ENCRYPTED") != std::string::npos)
-    return Error::msg(path + ": the private key is encrypted (a passphrase is not supported)");
+    return problem(path + ": the private key is encrypted (a passphrase is not supported)");
   if (text->find("PRIVATE KEY-----") == std::string::npos)
-    return Error::msg(path + ": no PEM private key found");
-  return Error::msg(path + ": cannot load the private key (" + wolf_error_text(ret) + ")");
+    return problem(path + ": no PEM private key found");
+  return problem(path + ": cannot load the private key (" + wolf_error_text(ret) + ")");
 }
 
 Result<std::vector<uint8_t>> alpn_wire(const std::vector<std::string>& protocols) {
   std::vector<uint8_t> wire;
   for (const auto& p : protocols) {
     if (p.empty() || p.size() > 255)
-      return Error::msg("ALPN protocol \"" + p + "\" must be 1 to 255 bytes long");
+      return problem("ALPN protocol \"" + p + "\" must be 1 to 255 bytes long");
     wire.push_back(uint8_t(p.size()));
     wire.insert(wire.end(), p.begin(), p.end());
   }
@@ -102,8 +111,8 @@ Result<std::vector<uint8_t>> alpn_wire(const std::vector<std::string>& protocols
 // Picks the first of the server's protocols (arg: its wire list, in preference order) that the
 // client also offers. No match is not an error: answering without ALPN lets the client decide,
 // which is what it does with a server that knows no ALPN at all.
-int select_alpn(WOLFSSL*, const unsigned char** out, unsigned char* outlen,
-                const unsigned char* in, unsigned int inlen, void* arg) {
+int select_alpn(WOLFSSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void* arg) {
   const auto& ours = *static_cast<const std::vector<uint8_t>*>(arg);
   for (size_t i = 0; i < ours.size(); i += 1 + ours[i]) {
     const uint8_t len = ours[i];
@@ -117,6 +126,64 @@ int select_alpn(WOLFSSL*, const unsigned char** out, unsigned char* outlen,
     }
   }
   return SSL_TLSEXT_ERR_NOACK;
+}
+
+// Exports an EC public key as an uncompressed point.
+bool ec_point(ecc_key* key, std::vector<uint8_t>& out) {
+  word32 len = 2 * MAX_ECC_BYTES + 1;
+  out.resize(len);
+  if (wc_ecc_export_x963(key, out.data(), &len) != 0) return false;
+  out.resize(len);
+  return true;
+}
+
+// The certificate's EC public key; the buffer is SubjectPublicKeyInfo or a bare point
+// depending on how the certificate was decoded, so both are accepted.
+bool cert_ec_point(WOLFSSL_X509* leaf, std::vector<uint8_t>& out) {
+  std::vector<uint8_t> buf(1024);
+  int len = int(buf.size());
+  if (wolfSSL_X509_get_pubkey_buffer(leaf, buf.data(), &len) != WOLFSSL_SUCCESS || len <= 0)
+    return false;
+  ecc_key key;
+  if (wc_ecc_init(&key) != 0) return false;
+  word32 idx = 0;
+  bool ok = (buf[0] == 0x30 ? wc_EccPublicKeyDecode(buf.data(), &idx, &key, word32(len))
+                            : wc_ecc_import_x963(buf.data(), word32(len), &key)) == 0 &&
+            ec_point(&key, out);
+  wc_ecc_free(&key);
+  return ok;
+}
+
+// wolfSSL_CTX_check_private_key compares RSA moduli, but for EC it only pairs the key's scalar
+// with the certificate's point and checks the point is on the curve (Debian's build lacks
+// WOLFSSL_VALIDATE_ECC_IMPORT), so any P-256 key "matches" any P-256 certificate. Derive the
+// public point from the private key and compare. The key bytes are wiped after use.
+// Returns false only for a real mismatch; anything it cannot evaluate is left to wolfSSL.
+bool ec_key_matches(WOLFSSL_CTX* ctx, const std::string& key_file) {
+  WOLFSSL_X509* leaf = wolfSSL_CTX_get0_certificate(ctx);
+  if (!leaf || wolfSSL_X509_get_pubkey_type(leaf) != ECDSAk) return true;
+  std::vector<uint8_t> cert_pub;
+  if (!cert_ec_point(leaf, cert_pub)) return true;
+
+  auto pem = slurp(key_file);
+  if (!pem) return true;
+  std::vector<uint8_t> der(pem->size());
+  const int der_len = wc_KeyPemToDer(reinterpret_cast<const unsigned char*>(pem->data()),
+                                     int(pem->size()), der.data(), int(der.size()), nullptr);
+  explicit_bzero(pem->data(), pem->size());
+  bool match = true;
+  ecc_key key;
+  if (der_len > 0 && wc_ecc_init(&key) == 0) {
+    word32 idx = 0;
+    std::vector<uint8_t> key_pub;
+    if (wc_EccPrivateKeyDecode(der.data(), &idx, &key, word32(der_len)) == 0 &&
+        wc_ecc_make_pub(&key, nullptr) == 0 && ec_point(&key, key_pub)) {
+      match = key_pub == cert_pub;
+    }
+    wc_ecc_free(&key);
+  }
+  explicit_bzero(der.data(), der.size());
+  return match;
 }
 
 std::string leaf_subject(WOLFSSL_CTX* ctx) {
@@ -168,13 +235,13 @@ Result<std::shared_ptr<ServerContext>> ServerContext::load(const std::string& ce
   sc->alpn_wire_ = std::move(*wire);
 
   WOLFSSL_CTX* ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
-  if (!ctx) return Error::msg("wolfSSL_CTX_new failed (out of memory?)");
+  if (!ctx) return problem("wolfSSL_CTX_new failed (out of memory?)");
   sc->ctx_ = ctx;  // from here the destructor frees it on every error path
 
   if (wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS)
-    return Error::msg("wolfSSL: cannot restrict to TLS 1.2 and later");
+    return problem("wolfSSL: cannot restrict to TLS 1.2 and later");
   if (wolfSSL_CTX_set_cipher_list(ctx, kCipherList) != WOLFSSL_SUCCESS)
-    return Error::msg("wolfSSL: cipher list rejected");
+    return problem("wolfSSL: cipher list rejected");
   // A terminator authenticates itself only; client certificates are not asked for.
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, nullptr);
 
@@ -188,9 +255,9 @@ Result<std::shared_ptr<ServerContext>> ServerContext::load(const std::string& ce
     forget_queued_errors();
     return key_error(key_file, ret);
   }
-  if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+  if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS || !ec_key_matches(ctx, key_file)) {
     forget_queued_errors();
-    return Error::msg(key_file + " does not match the certificate in " + cert_file);
+    return problem(key_file + " does not match the certificate in " + cert_file);
   }
   sc->subject_ = leaf_subject(ctx);
 
@@ -214,12 +281,12 @@ bool ServerContext::files_changed() const {
 
 Result<std::unique_ptr<Conn>> Conn::create(std::shared_ptr<ServerContext> ctx, int fd,
                                            std::span<const uint8_t> prefix) {
-  if (!ctx || !ctx->ctx_) return Error::msg("TLS connection without a loaded context");
+  if (!ctx || !ctx->ctx_) return problem("TLS connection without a loaded context");
   std::unique_ptr<Conn> c(new Conn());
   WOLFSSL* ssl = wolfSSL_new(as_ctx(ctx->ctx_));
   if (!ssl) {
     forget_queued_errors();
-    return Error::msg("wolfSSL_new failed (out of memory?)");
+    return problem("wolfSSL_new failed (out of memory?)");
   }
   c->ssl_ = ssl;
   c->ctx_ = std::move(ctx);
@@ -228,12 +295,10 @@ Result<std::unique_ptr<Conn>> Conn::create(std::shared_ptr<ServerContext> ctx, i
 
   // Per-SSL callbacks (not per-CTX): the context is shared by every connection of the route,
   // the prefix and the fd are this connection's. The lambdas only adapt WOLFSSL* to void*.
-  wolfSSL_SSLSetIORecv(ssl, [](WOLFSSL* s, char* buf, int sz, void* arg) {
-    return Conn::recv_cb(s, buf, sz, arg);
-  });
-  wolfSSL_SSLSetIOSend(ssl, [](WOLFSSL* s, char* buf, int sz, void* arg) {
-    return Conn::send_cb(s, buf, sz, arg);
-  });
+  wolfSSL_SSLSetIORecv(
+      ssl, [](WOLFSSL* s, char* buf, int sz, void* arg) { return Conn::recv_cb(s, buf, sz, arg); });
+  wolfSSL_SSLSetIOSend(
+      ssl, [](WOLFSSL* s, char* buf, int sz, void* arg) { return Conn::send_cb(s, buf, sz, arg); });
   wolfSSL_SetIOReadCtx(ssl, c.get());  // the Conn is heap-allocated: its address is stable
   wolfSSL_SetIOWriteCtx(ssl, c.get());
   return c;
@@ -380,8 +445,7 @@ bool Conn::pending() const { return wolfSSL_pending(as_ssl(ssl_)) > 0; }
 std::string_view Conn::alpn() const {
   char* name = nullptr;
   unsigned short size = 0;
-  if (wolfSSL_ALPN_GetProtocol(as_ssl(ssl_), &name, &size) != WOLFSSL_SUCCESS || !name)
-    return {};
+  if (wolfSSL_ALPN_GetProtocol(as_ssl(ssl_), &name, &size) != WOLFSSL_SUCCESS || !name) return {};
   return std::string_view(name, size);
 }
 
