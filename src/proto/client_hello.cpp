@@ -79,14 +79,15 @@ HelloResult check_record_header(std::span<const uint8_t> h, bool first_record) {
 }
 
 bool host_name_char(uint8_t c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '-' || c == '.' || c == '_';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_';
 }
 
 HelloResult parse_server_name(std::span<const uint8_t> ext, ClientHello& out) {
   Reader r(ext);
   uint16_t list_len = 0;
-  if (!r.u16(list_len) || list_len != r.left()) return malformed("server_name list length mismatch");
+  if (!r.u16(list_len) || list_len != r.left())
+    return malformed("server_name list length mismatch");
   // RFC 6066 gives the list a minimum of one entry; an empty one is a broken client.
   if (list_len == 0) return malformed("server_name list empty");
   bool taken = false;
@@ -189,11 +190,16 @@ HelloResult parse_body(std::span<const uint8_t> body, ClientHello& out) {
 
 std::string_view to_string(HelloStatus s) {
   switch (s) {
-    case HelloStatus::NeedMore: return "need more";
-    case HelloStatus::Done: return "done";
-    case HelloStatus::NotTls: return "not TLS";
-    case HelloStatus::Malformed: return "malformed";
-    case HelloStatus::TooLarge: return "too large";
+    case HelloStatus::NeedMore:
+      return "need more";
+    case HelloStatus::Done:
+      return "done";
+    case HelloStatus::NotTls:
+      return "not TLS";
+    case HelloStatus::Malformed:
+      return "malformed";
+    case HelloStatus::TooLarge:
+      return "too large";
   }
   return "?";
 }
@@ -215,18 +221,17 @@ HelloResult parse_client_hello(std::span<const uint8_t> stream, std::span<uint8_
   for (;;) {
     const size_t avail = stream.size() - pos;
     if (avail == 0) return kNeedMore;
+    // Every TooLarge verdict is one that more bytes could not change (the hello can no longer
+    // end within the first kMaxClientHelloBytes), and the bound is checked before anything the
+    // following bytes could refuse, so that a longer prefix never gets a different verdict.
+    if (pos + kRecordHeaderBytes + 1 > kMaxClientHelloBytes) {
+      return too_large("no ClientHello within 16 KiB");
+    }
     const auto header = stream.subspan(pos, std::min(avail, kRecordHeaderBytes));
     if (auto res = check_record_header(header, pos == 0); res.status != HelloStatus::NeedMore) {
       return res;
     }
-    // Every verdict of TooLarge below is one that more bytes could not change: the hello can
-    // no longer end within the first kMaxClientHelloBytes of the stream.
-    if (header.size() < kRecordHeaderBytes) {
-      if (pos + kRecordHeaderBytes + 1 > kMaxClientHelloBytes) {
-        return too_large("no ClientHello within 16 KiB");
-      }
-      return kNeedMore;
-    }
+    if (header.size() < kRecordHeaderBytes) return kNeedMore;
     const size_t rec_len = size_t{header[3]} << 8 | header[4];
     if (pos + kRecordHeaderBytes + rec_len > kMaxClientHelloBytes) {
       return too_large("no ClientHello within 16 KiB");
@@ -242,8 +247,7 @@ HelloResult parse_client_hello(std::span<const uint8_t> stream, std::span<uint8_
       return malformed("handshake is not a ClientHello");
     }
     if (hs_have == kHandshakeHeaderBytes && hs_total == 0) {
-      const size_t body_len =
-          size_t{hs_header[1]} << 16 | size_t{hs_header[2]} << 8 | hs_header[3];
+      const size_t body_len = size_t{hs_header[1]} << 16 | size_t{hs_header[2]} << 8 | hs_header[3];
       // The smallest framing (one record) must still end within the stream bound.
       if (body_len + kHandshakeHeaderBytes + kRecordHeaderBytes > kMaxClientHelloBytes) {
         return too_large("ClientHello length over 16 KiB");

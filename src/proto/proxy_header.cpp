@@ -62,8 +62,7 @@ Endpoint endpoint(const sockaddr_storage& ss, bool unmap) {
 // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; the target expects the same
 // header it would get from an IPv4 listener, so a pair that is IPv4 on both ends (plain or
 // mapped) is written as IPv4. A pair whose families still differ has no valid encoding.
-bool normalize(const sockaddr_storage& src, const sockaddr_storage& dst, Endpoint& s,
-               Endpoint& d) {
+bool normalize(const sockaddr_storage& src, const sockaddr_storage& dst, Endpoint& s, Endpoint& d) {
   auto v4ish = [](const sockaddr_storage& ss) {
     return ss.ss_family == AF_INET ||
            (ss.ss_family == AF_INET6 &&
@@ -81,6 +80,21 @@ void put_u16(uint8_t* p, size_t v) {
 }
 
 uint16_t port_of(const uint8_t p[2]) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+
+// Fills an AF_INET or AF_INET6 sockaddr from wire bytes (address and port in network order).
+void set_sockaddr(sockaddr_storage& ss, int family, const uint8_t* addr, const uint8_t* port) {
+  if (family == AF_INET) {
+    auto& sin = reinterpret_cast<sockaddr_in&>(ss);
+    sin.sin_family = AF_INET;
+    std::memcpy(&sin.sin_addr, addr, 4);
+    std::memcpy(&sin.sin_port, port, 2);
+  } else {
+    auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
+    sin6.sin6_family = AF_INET6;
+    std::memcpy(&sin6.sin6_addr, addr, 16);
+    std::memcpy(&sin6.sin6_port, port, 2);
+  }
+}
 
 // --- v1 reader -------------------------------------------------------------------------
 
@@ -116,8 +130,8 @@ bool ipv6_prefix(std::string_view s) {
   // and the length (INET6_ADDRSTRLEN - 1 covers the ::ffff:a.b.c.d form).
   if (s.size() > INET6_ADDRSTRLEN - 1) return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return is_digit(static_cast<uint8_t>(c)) || (c >= 'a' && c <= 'f') ||
-           (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+    return is_digit(static_cast<uint8_t>(c)) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+           c == ':' || c == '.';
   });
 }
 
@@ -291,14 +305,23 @@ ProxyResult parse_v2(std::span<const uint8_t> data, ProxyHeader& out) {
   const uint8_t fam = data[13] >> 4, proto = data[13] & 0x0F;
   size_t addr_bytes = 0;
   switch (fam) {
-    case kFamUnspec: addr_bytes = 0; break;
-    case kFamInet: addr_bytes = kV2InetBytes; break;
-    case kFamInet6: addr_bytes = kV2Inet6Bytes; break;
-    case kFamUnix: addr_bytes = kV2UnixBytes; break;
-    default: return bad("v2 unknown address family");
+    case kFamUnspec:
+      addr_bytes = 0;
+      break;
+    case kFamInet:
+      addr_bytes = kV2InetBytes;
+      break;
+    case kFamInet6:
+      addr_bytes = kV2Inet6Bytes;
+      break;
+    case kFamUnix:
+      addr_bytes = kV2UnixBytes;
+      break;
+    default:
+      return bad("v2 unknown address family");
   }
-  const bool proto_ok = fam == kFamUnspec ? proto == kProtoUnspec
-                                          : (proto == kProtoStream || proto == kProtoDgram);
+  const bool proto_ok =
+      fam == kFamUnspec ? proto == kProtoUnspec : (proto == kProtoStream || proto == kProtoDgram);
   if (!proto_ok) return bad("v2 unknown transport protocol");
   if (data.size() < kProxyV2HeaderBytes) return kMore;
   const size_t len = size_t{data[14]} << 8 | data[15];
@@ -313,7 +336,7 @@ ProxyResult parse_v2(std::span<const uint8_t> data, ProxyHeader& out) {
   size_t at = tlv_start;
   while (at < total) {
     if (total - at < kTlvHeaderBytes) return bad("v2 truncated TLV header");
-    if (have - at < kTlvHeaderBytes) return kMore;
+    if (have < at + kTlvHeaderBytes) return kMore;
     const size_t vlen = size_t{data[at + 1]} << 8 | data[at + 2];
     if (vlen > total - at - kTlvHeaderBytes) return bad("v2 TLV overruns the header");
     at += kTlvHeaderBytes + vlen;
@@ -328,23 +351,10 @@ ProxyResult parse_v2(std::span<const uint8_t> data, ProxyHeader& out) {
   out.tlvs = data.subspan(tlv_start, total - tlv_start);
   if (!out.local) {
     const uint8_t* a = data.data() + kProxyV2HeaderBytes;
-    if (fam == kFamInet) {
-      auto& s = reinterpret_cast<sockaddr_in&>(out.src);
-      auto& d = reinterpret_cast<sockaddr_in&>(out.dst);
-      s.sin_family = d.sin_family = AF_INET;
-      std::memcpy(&s.sin_addr, a, 4);
-      std::memcpy(&d.sin_addr, a + 4, 4);
-      std::memcpy(&s.sin_port, a + 8, 2);
-      std::memcpy(&d.sin_port, a + 10, 2);
-    } else {
-      auto& s = reinterpret_cast<sockaddr_in6&>(out.src);
-      auto& d = reinterpret_cast<sockaddr_in6&>(out.dst);
-      s.sin6_family = d.sin6_family = AF_INET6;
-      std::memcpy(&s.sin6_addr, a, 16);
-      std::memcpy(&d.sin6_addr, a + 16, 16);
-      std::memcpy(&s.sin6_port, a + 32, 2);
-      std::memcpy(&d.sin6_port, a + 34, 2);
-    }
+    const size_t alen = fam == kFamInet ? 4 : 16;
+    const int family = fam == kFamInet ? AF_INET : AF_INET6;
+    set_sockaddr(out.src, family, a, a + 2 * alen);
+    set_sockaddr(out.dst, family, a + alen, a + 2 * alen + 2);
   }
   return {ProxyStatus::Done, total, ""};
 }
@@ -391,7 +401,7 @@ size_t write_proxy_v2(const sockaddr_storage& src, const sockaddr_storage& dst, 
   std::memcpy(p, kV2Signature, sizeof kV2Signature);
   p[12] = kV2VersionProxy;
   const uint8_t proto = dgram ? kProtoDgram : kProtoStream;
-  p[13] = !ip                    ? 0x00
+  p[13] = !ip                   ? 0x00
           : s.family == AF_INET ? static_cast<uint8_t>(kFamInet << 4 | proto)
                                 : static_cast<uint8_t>(kFamInet6 << 4 | proto);
   put_u16(p + 14, body);
@@ -415,9 +425,12 @@ size_t write_proxy_v2(const sockaddr_storage& src, const sockaddr_storage& dst, 
 
 std::string_view to_string(ProxyStatus s) {
   switch (s) {
-    case ProxyStatus::NeedMore: return "need more";
-    case ProxyStatus::Done: return "done";
-    case ProxyStatus::Malformed: return "malformed";
+    case ProxyStatus::NeedMore:
+      return "need more";
+    case ProxyStatus::Done:
+      return "done";
+    case ProxyStatus::Malformed:
+      return "malformed";
   }
   return "?";
 }

@@ -31,9 +31,9 @@ struct Tlv {
 // families differ or are not IP). Returns the length, or 0 when out.size() < kMaxProxyV1Bytes.
 size_t write_proxy_v1(const sockaddr_storage& src, const sockaddr_storage& dst,
                       std::span<uint8_t> out);
-// Writes a v2 PROXY header (command PROXY, STREAM or DGRAM, INET or INET6; UNSPEC/LOCAL when the
-// families differ or are not IP) followed by the TLVs in order. Returns the length, or 0 when
-// it does not fit in out or a TLV value exceeds 65535 bytes.
+// Writes a v2 PROXY header (command PROXY, STREAM or DGRAM, INET or INET6; family UNSPEC with
+// no addresses when the families differ or are not IP) followed by the TLVs in order. Returns
+// the length, or 0 when it does not fit in out or a TLV value exceeds 65535 bytes.
 size_t write_proxy_v2(const sockaddr_storage& src, const sockaddr_storage& dst, bool dgram,
                       std::span<const Tlv> tlvs, std::span<uint8_t> out);
 

@@ -1,0 +1,716 @@
+// rf::proto::parse_client_hello: real ClientHellos captured from OpenSSL and curl on loopback
+// (TLS 1.3, TLS 1.2-only, no SNI, mixed case), fed at every split point and re-framed into
+// records of every size; synthetic hellos for each length field that can lie; non-TLS input;
+// the 16 KiB bound.
+#include "ringfwd/proto/client_hello.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace rf::proto {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+// Captured with a Python listener on 127.0.0.1 that saved the first bytes of the connection;
+// each capture is exactly one TLS record holding the ClientHello.
+// openssl s_client (OpenSSL 3.0.19, TLS 1.3) -servername a.example.com -alpn h2,http/1.1
+constexpr uint8_t kOpenSsl13[] = {
+    0x16, 0x03, 0x01, 0x01, 0x4c, 0x01, 0x00, 0x01, 0x48, 0x03, 0x03, 0x6f, 0x36, 0xda, 0x30, 0x77,
+    0x87, 0xb2, 0xa3, 0x28, 0x54, 0x03, 0x85, 0x4c, 0xa5, 0xe0, 0x3c, 0xea, 0x36, 0x36, 0x4d, 0x7e,
+    0x7e, 0xd1, 0x7c, 0x7c, 0xac, 0xf3, 0x68, 0xa6, 0x66, 0x14, 0x10, 0x20, 0xc5, 0xb4, 0xaa, 0xb1,
+    0x2c, 0xc1, 0x27, 0xa9, 0x05, 0x84, 0x26, 0xe0, 0x27, 0x43, 0x18, 0x87, 0x44, 0x76, 0x87, 0x35,
+    0xb4, 0xf8, 0x84, 0x15, 0x90, 0x50, 0x30, 0xe3, 0x4c, 0x95, 0xcc, 0x90, 0x00, 0x3e, 0x13, 0x02,
+    0x13, 0x03, 0x13, 0x01, 0xc0, 0x2c, 0xc0, 0x30, 0x00, 0x9f, 0xcc, 0xa9, 0xcc, 0xa8, 0xcc, 0xaa,
+    0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x9e, 0xc0, 0x24, 0xc0, 0x28, 0x00, 0x6b, 0xc0, 0x23, 0xc0, 0x27,
+    0x00, 0x67, 0xc0, 0x0a, 0xc0, 0x14, 0x00, 0x39, 0xc0, 0x09, 0xc0, 0x13, 0x00, 0x33, 0x00, 0x9d,
+    0x00, 0x9c, 0x00, 0x3d, 0x00, 0x3c, 0x00, 0x35, 0x00, 0x2f, 0x00, 0xff, 0x01, 0x00, 0x00, 0xc1,
+    0x00, 0x00, 0x00, 0x12, 0x00, 0x10, 0x00, 0x00, 0x0d, 0x61, 0x2e, 0x65, 0x78, 0x61, 0x6d, 0x70,
+    0x6c, 0x65, 0x2e, 0x63, 0x6f, 0x6d, 0x00, 0x0b, 0x00, 0x04, 0x03, 0x00, 0x01, 0x02, 0x00, 0x0a,
+    0x00, 0x16, 0x00, 0x14, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x1e, 0x00, 0x19, 0x00, 0x18, 0x01, 0x00,
+    0x01, 0x01, 0x01, 0x02, 0x01, 0x03, 0x01, 0x04, 0x00, 0x23, 0x00, 0x00, 0x00, 0x10, 0x00, 0x0e,
+    0x00, 0x0c, 0x02, 0x68, 0x32, 0x08, 0x68, 0x74, 0x74, 0x70, 0x2f, 0x31, 0x2e, 0x31, 0x00, 0x16,
+    0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x2a, 0x00, 0x28, 0x04, 0x03, 0x05, 0x03,
+    0x06, 0x03, 0x08, 0x07, 0x08, 0x08, 0x08, 0x09, 0x08, 0x0a, 0x08, 0x0b, 0x08, 0x04, 0x08, 0x05,
+    0x08, 0x06, 0x04, 0x01, 0x05, 0x01, 0x06, 0x01, 0x03, 0x03, 0x03, 0x01, 0x03, 0x02, 0x04, 0x02,
+    0x05, 0x02, 0x06, 0x02, 0x00, 0x2b, 0x00, 0x09, 0x08, 0x03, 0x04, 0x03, 0x03, 0x03, 0x02, 0x03,
+    0x01, 0x00, 0x2d, 0x00, 0x02, 0x01, 0x01, 0x00, 0x33, 0x00, 0x26, 0x00, 0x24, 0x00, 0x1d, 0x00,
+    0x20, 0x3a, 0xf1, 0xa2, 0x67, 0xcd, 0x9c, 0xb7, 0x9f, 0x8d, 0x49, 0x30, 0x2a, 0x57, 0xf8, 0x01,
+    0xeb, 0x78, 0xa7, 0xa1, 0xca, 0x9a, 0xeb, 0x8a, 0x2f, 0xd5, 0xb5, 0x2d, 0xb3, 0x0b, 0x7d, 0xf5,
+    0x41};
+// openssl s_client -tls1_2 -servername a.example.com -alpn h2,http/1.1
+constexpr uint8_t kOpenSsl12[] = {
+    0x16, 0x03, 0x01, 0x00, 0xdf, 0x01, 0x00, 0x00, 0xdb, 0x03, 0x03, 0x5d, 0x0b, 0x44, 0x18, 0x59,
+    0x19, 0x59, 0x42, 0xe8, 0xde, 0x72, 0x77, 0x98, 0x65, 0x47, 0xf5, 0x29, 0xf8, 0x5d, 0x21, 0xf9,
+    0x0c, 0x42, 0x53, 0x8d, 0xb0, 0x0a, 0x5f, 0x20, 0x2d, 0x03, 0x88, 0x00, 0x00, 0x38, 0xc0, 0x2c,
+    0xc0, 0x30, 0x00, 0x9f, 0xcc, 0xa9, 0xcc, 0xa8, 0xcc, 0xaa, 0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x9e,
+    0xc0, 0x24, 0xc0, 0x28, 0x00, 0x6b, 0xc0, 0x23, 0xc0, 0x27, 0x00, 0x67, 0xc0, 0x0a, 0xc0, 0x14,
+    0x00, 0x39, 0xc0, 0x09, 0xc0, 0x13, 0x00, 0x33, 0x00, 0x9d, 0x00, 0x9c, 0x00, 0x3d, 0x00, 0x3c,
+    0x00, 0x35, 0x00, 0x2f, 0x00, 0xff, 0x01, 0x00, 0x00, 0x7a, 0x00, 0x00, 0x00, 0x12, 0x00, 0x10,
+    0x00, 0x00, 0x0d, 0x61, 0x2e, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x63, 0x6f, 0x6d,
+    0x00, 0x0b, 0x00, 0x04, 0x03, 0x00, 0x01, 0x02, 0x00, 0x0a, 0x00, 0x0c, 0x00, 0x0a, 0x00, 0x1d,
+    0x00, 0x17, 0x00, 0x1e, 0x00, 0x19, 0x00, 0x18, 0x00, 0x23, 0x00, 0x00, 0x00, 0x10, 0x00, 0x0e,
+    0x00, 0x0c, 0x02, 0x68, 0x32, 0x08, 0x68, 0x74, 0x74, 0x70, 0x2f, 0x31, 0x2e, 0x31, 0x00, 0x16,
+    0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x2a, 0x00, 0x28, 0x04, 0x03, 0x05, 0x03,
+    0x06, 0x03, 0x08, 0x07, 0x08, 0x08, 0x08, 0x09, 0x08, 0x0a, 0x08, 0x0b, 0x08, 0x04, 0x08, 0x05,
+    0x08, 0x06, 0x04, 0x01, 0x05, 0x01, 0x06, 0x01, 0x03, 0x03, 0x03, 0x01, 0x03, 0x02, 0x04, 0x02,
+    0x05, 0x02, 0x06, 0x02};
+// curl 7.88.1 https://www.Example.ORG:PORT/ (padding extension to 512 bytes, ALPN h2,http/1.1)
+constexpr uint8_t kCurl[] = {
+    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x06, 0xcd, 0x8a, 0x82, 0x73,
+    0xbc, 0xc5, 0xcd, 0x45, 0x10, 0xa0, 0xcc, 0xcb, 0x1f, 0xde, 0xe8, 0x01, 0x8f, 0xdc, 0x55, 0x4d,
+    0xc6, 0xa4, 0x2c, 0xbe, 0xae, 0x20, 0xb4, 0x86, 0x03, 0xc0, 0xc2, 0x20, 0x4e, 0x87, 0xc3, 0xc9,
+    0xca, 0xee, 0x58, 0xac, 0x3e, 0xb4, 0x74, 0xd9, 0x78, 0x99, 0x01, 0xe3, 0xe8, 0x89, 0x4b, 0xe2,
+    0xbd, 0x94, 0xa6, 0x2c, 0xde, 0x49, 0x00, 0x3e, 0xc2, 0x50, 0xcf, 0x99, 0x00, 0x3e, 0x13, 0x02,
+    0x13, 0x03, 0x13, 0x01, 0xc0, 0x2c, 0xc0, 0x30, 0x00, 0x9f, 0xcc, 0xa9, 0xcc, 0xa8, 0xcc, 0xaa,
+    0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x9e, 0xc0, 0x24, 0xc0, 0x28, 0x00, 0x6b, 0xc0, 0x23, 0xc0, 0x27,
+    0x00, 0x67, 0xc0, 0x0a, 0xc0, 0x14, 0x00, 0x39, 0xc0, 0x09, 0xc0, 0x13, 0x00, 0x33, 0x00, 0x9d,
+    0x00, 0x9c, 0x00, 0x3d, 0x00, 0x3c, 0x00, 0x35, 0x00, 0x2f, 0x00, 0xff, 0x01, 0x00, 0x01, 0x75,
+    0x00, 0x00, 0x00, 0x14, 0x00, 0x12, 0x00, 0x00, 0x0f, 0x77, 0x77, 0x77, 0x2e, 0x65, 0x78, 0x61,
+    0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x6f, 0x72, 0x67, 0x00, 0x0b, 0x00, 0x04, 0x03, 0x00, 0x01, 0x02,
+    0x00, 0x0a, 0x00, 0x16, 0x00, 0x14, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x1e, 0x00, 0x19, 0x00, 0x18,
+    0x01, 0x00, 0x01, 0x01, 0x01, 0x02, 0x01, 0x03, 0x01, 0x04, 0x00, 0x10, 0x00, 0x0e, 0x00, 0x0c,
+    0x02, 0x68, 0x32, 0x08, 0x68, 0x74, 0x74, 0x70, 0x2f, 0x31, 0x2e, 0x31, 0x00, 0x16, 0x00, 0x00,
+    0x00, 0x17, 0x00, 0x00, 0x00, 0x31, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x2a, 0x00, 0x28, 0x04, 0x03,
+    0x05, 0x03, 0x06, 0x03, 0x08, 0x07, 0x08, 0x08, 0x08, 0x09, 0x08, 0x0a, 0x08, 0x0b, 0x08, 0x04,
+    0x08, 0x05, 0x08, 0x06, 0x04, 0x01, 0x05, 0x01, 0x06, 0x01, 0x03, 0x03, 0x03, 0x01, 0x03, 0x02,
+    0x04, 0x02, 0x05, 0x02, 0x06, 0x02, 0x00, 0x2b, 0x00, 0x09, 0x08, 0x03, 0x04, 0x03, 0x03, 0x03,
+    0x02, 0x03, 0x01, 0x00, 0x2d, 0x00, 0x02, 0x01, 0x01, 0x00, 0x33, 0x00, 0x26, 0x00, 0x24, 0x00,
+    0x1d, 0x00, 0x20, 0x91, 0x88, 0x0e, 0xaa, 0x0f, 0xe0, 0xb3, 0x78, 0xc0, 0x27, 0x63, 0xd4, 0xe6,
+    0x1b, 0x0c, 0x17, 0x18, 0x20, 0x5a, 0xd6, 0x20, 0x61, 0x9f, 0xa6, 0xc6, 0x49, 0xac, 0xe9, 0x0f,
+    0x5b, 0xe0, 0x02, 0x00, 0x15, 0x00, 0xae, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00};
+// openssl s_client -noservername (no server_name, no ALPN)
+constexpr uint8_t kNoSni[] = {
+    0x16, 0x03, 0x01, 0x01, 0x24, 0x01, 0x00, 0x01, 0x20, 0x03, 0x03, 0xcf, 0xf5, 0xf8, 0x29, 0x84,
+    0x4b, 0xbd, 0xa5, 0x11, 0xca, 0xa2, 0xb6, 0x09, 0xfd, 0x96, 0xe7, 0x47, 0xfc, 0x1e, 0x1a, 0xed,
+    0x11, 0xb3, 0xe9, 0x52, 0xda, 0x1a, 0x1b, 0x9a, 0x46, 0xf4, 0x6e, 0x20, 0x91, 0x52, 0x98, 0x0d,
+    0xaf, 0xc6, 0x1c, 0x59, 0x49, 0xb5, 0x47, 0x94, 0xc9, 0x7e, 0xea, 0x79, 0x53, 0xd4, 0x95, 0x54,
+    0xc7, 0x5b, 0x58, 0xea, 0x1b, 0xf7, 0xd8, 0xff, 0x72, 0x8e, 0xb2, 0xe1, 0x00, 0x3e, 0x13, 0x02,
+    0x13, 0x03, 0x13, 0x01, 0xc0, 0x2c, 0xc0, 0x30, 0x00, 0x9f, 0xcc, 0xa9, 0xcc, 0xa8, 0xcc, 0xaa,
+    0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x9e, 0xc0, 0x24, 0xc0, 0x28, 0x00, 0x6b, 0xc0, 0x23, 0xc0, 0x27,
+    0x00, 0x67, 0xc0, 0x0a, 0xc0, 0x14, 0x00, 0x39, 0xc0, 0x09, 0xc0, 0x13, 0x00, 0x33, 0x00, 0x9d,
+    0x00, 0x9c, 0x00, 0x3d, 0x00, 0x3c, 0x00, 0x35, 0x00, 0x2f, 0x00, 0xff, 0x01, 0x00, 0x00, 0x99,
+    0x00, 0x0b, 0x00, 0x04, 0x03, 0x00, 0x01, 0x02, 0x00, 0x0a, 0x00, 0x16, 0x00, 0x14, 0x00, 0x1d,
+    0x00, 0x17, 0x00, 0x1e, 0x00, 0x19, 0x00, 0x18, 0x01, 0x00, 0x01, 0x01, 0x01, 0x02, 0x01, 0x03,
+    0x01, 0x04, 0x00, 0x23, 0x00, 0x00, 0x00, 0x16, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x0d,
+    0x00, 0x2a, 0x00, 0x28, 0x04, 0x03, 0x05, 0x03, 0x06, 0x03, 0x08, 0x07, 0x08, 0x08, 0x08, 0x09,
+    0x08, 0x0a, 0x08, 0x0b, 0x08, 0x04, 0x08, 0x05, 0x08, 0x06, 0x04, 0x01, 0x05, 0x01, 0x06, 0x01,
+    0x03, 0x03, 0x03, 0x01, 0x03, 0x02, 0x04, 0x02, 0x05, 0x02, 0x06, 0x02, 0x00, 0x2b, 0x00, 0x09,
+    0x08, 0x03, 0x04, 0x03, 0x03, 0x03, 0x02, 0x03, 0x01, 0x00, 0x2d, 0x00, 0x02, 0x01, 0x01, 0x00,
+    0x33, 0x00, 0x26, 0x00, 0x24, 0x00, 0x1d, 0x00, 0x20, 0x9d, 0xc8, 0xc1, 0xa6, 0x5e, 0xfa, 0x48,
+    0x3d, 0xa7, 0x59, 0xf6, 0x5a, 0x42, 0xd5, 0x4f, 0x18, 0x36, 0x90, 0xc6, 0xf0, 0xd2, 0x8c, 0x00,
+    0xf4, 0x25, 0x80, 0x4a, 0x28, 0x88, 0x49, 0x76, 0x40};
+// openssl s_client -servername MiXeD.Example.COM. (upper case, trailing dot)
+constexpr uint8_t kUpperSni[] = {
+    0x16, 0x03, 0x01, 0x01, 0x3f, 0x01, 0x00, 0x01, 0x3b, 0x03, 0x03, 0x44, 0x27, 0x65, 0x53, 0x16,
+    0x98, 0xc2, 0xd5, 0xbf, 0x8a, 0xe4, 0x09, 0xc3, 0x9f, 0x1b, 0x21, 0xa4, 0x80, 0xa2, 0xd5, 0xe8,
+    0xcd, 0xce, 0xd2, 0x70, 0xca, 0x05, 0xed, 0xf7, 0x05, 0x41, 0x14, 0x20, 0xdb, 0x0e, 0xe8, 0x3f,
+    0xec, 0xcd, 0x43, 0xc7, 0xd2, 0x2e, 0xf5, 0x1b, 0xf7, 0x5e, 0xf6, 0x01, 0xee, 0x05, 0xa1, 0x3f,
+    0xb6, 0xdc, 0xc2, 0xd3, 0xea, 0x20, 0x5d, 0x0e, 0x08, 0x8c, 0x14, 0x19, 0x00, 0x3e, 0x13, 0x02,
+    0x13, 0x03, 0x13, 0x01, 0xc0, 0x2c, 0xc0, 0x30, 0x00, 0x9f, 0xcc, 0xa9, 0xcc, 0xa8, 0xcc, 0xaa,
+    0xc0, 0x2b, 0xc0, 0x2f, 0x00, 0x9e, 0xc0, 0x24, 0xc0, 0x28, 0x00, 0x6b, 0xc0, 0x23, 0xc0, 0x27,
+    0x00, 0x67, 0xc0, 0x0a, 0xc0, 0x14, 0x00, 0x39, 0xc0, 0x09, 0xc0, 0x13, 0x00, 0x33, 0x00, 0x9d,
+    0x00, 0x9c, 0x00, 0x3d, 0x00, 0x3c, 0x00, 0x35, 0x00, 0x2f, 0x00, 0xff, 0x01, 0x00, 0x00, 0xb4,
+    0x00, 0x00, 0x00, 0x17, 0x00, 0x15, 0x00, 0x00, 0x12, 0x4d, 0x69, 0x58, 0x65, 0x44, 0x2e, 0x45,
+    0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x2e, 0x43, 0x4f, 0x4d, 0x2e, 0x00, 0x0b, 0x00, 0x04, 0x03,
+    0x00, 0x01, 0x02, 0x00, 0x0a, 0x00, 0x16, 0x00, 0x14, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x1e, 0x00,
+    0x19, 0x00, 0x18, 0x01, 0x00, 0x01, 0x01, 0x01, 0x02, 0x01, 0x03, 0x01, 0x04, 0x00, 0x23, 0x00,
+    0x00, 0x00, 0x16, 0x00, 0x00, 0x00, 0x17, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x2a, 0x00, 0x28, 0x04,
+    0x03, 0x05, 0x03, 0x06, 0x03, 0x08, 0x07, 0x08, 0x08, 0x08, 0x09, 0x08, 0x0a, 0x08, 0x0b, 0x08,
+    0x04, 0x08, 0x05, 0x08, 0x06, 0x04, 0x01, 0x05, 0x01, 0x06, 0x01, 0x03, 0x03, 0x03, 0x01, 0x03,
+    0x02, 0x04, 0x02, 0x05, 0x02, 0x06, 0x02, 0x00, 0x2b, 0x00, 0x09, 0x08, 0x03, 0x04, 0x03, 0x03,
+    0x03, 0x02, 0x03, 0x01, 0x00, 0x2d, 0x00, 0x02, 0x01, 0x01, 0x00, 0x33, 0x00, 0x26, 0x00, 0x24,
+    0x00, 0x1d, 0x00, 0x20, 0x78, 0x11, 0x6f, 0x38, 0x03, 0x1d, 0x1f, 0xac, 0xc9, 0x7c, 0x3e, 0xb1,
+    0xeb, 0xa5, 0xd2, 0xb7, 0x5b, 0x90, 0x20, 0x76, 0xd6, 0x94, 0x6e, 0x62, 0x00, 0xd4, 0xb8, 0xd8,
+    0x35, 0x3e, 0xdb, 0x0c};
+
+Bytes bytes_of(std::span<const uint8_t> s) { return Bytes(s.begin(), s.end()); }
+Bytes bytes_of(std::string_view s) { return Bytes(s.begin(), s.end()); }
+
+struct Parsed {
+  HelloResult res;
+  ClientHello hello;
+  std::string_view why() const { return res.why; }
+};
+
+Parsed parse(std::span<const uint8_t> stream) {
+  static std::vector<uint8_t> scratch(kMaxClientHelloBytes);
+  Parsed p;
+  p.res = parse_client_hello(stream, scratch, p.hello);
+  return p;
+}
+
+std::string alpn_wire(const ClientHello& h) {
+  return std::string(reinterpret_cast<const char*>(h.alpn), h.alpn_len);
+}
+
+void put16(Bytes& b, size_t v) {
+  b.push_back(static_cast<uint8_t>(v >> 8));
+  b.push_back(static_cast<uint8_t>(v));
+}
+void append(Bytes& b, const Bytes& more) { b.insert(b.end(), more.begin(), more.end()); }
+
+// --- synthetic hellos --------------------------------------------------------------------
+
+struct Ext {
+  uint16_t type;
+  Bytes body;
+};
+
+struct Spec {
+  uint16_t version = 0x0303;
+  Bytes session_id = Bytes(32, 0x5a);
+  Bytes suites = {0x13, 0x01, 0x13, 0x02, 0xc0, 0x2f};
+  Bytes compression = {0x00};
+  bool with_extensions = true;
+  std::vector<Ext> extensions;
+  int ext_len_delta = 0;  // added to the extensions block length field
+};
+
+Bytes hello_body(const Spec& s) {
+  Bytes b;
+  put16(b, s.version);
+  for (int i = 0; i < 32; ++i) b.push_back(static_cast<uint8_t>(i));
+  b.push_back(static_cast<uint8_t>(s.session_id.size()));
+  append(b, s.session_id);
+  put16(b, s.suites.size());
+  append(b, s.suites);
+  b.push_back(static_cast<uint8_t>(s.compression.size()));
+  append(b, s.compression);
+  if (s.with_extensions) {
+    Bytes exts;
+    for (const Ext& e : s.extensions) {
+      put16(exts, e.type);
+      put16(exts, e.body.size());
+      append(exts, e.body);
+    }
+    put16(b, static_cast<size_t>(static_cast<int>(exts.size()) + s.ext_len_delta));
+    append(b, exts);
+  }
+  return b;
+}
+
+Bytes handshake(const Bytes& body, uint8_t type = 1) {
+  Bytes hs = {type, static_cast<uint8_t>(body.size() >> 16), static_cast<uint8_t>(body.size() >> 8),
+              static_cast<uint8_t>(body.size())};
+  append(hs, body);
+  return hs;
+}
+
+// Frames a handshake message into records of at most `chunk` payload bytes.
+Bytes records(std::span<const uint8_t> hs, size_t chunk, uint8_t minor = 1) {
+  Bytes out;
+  for (size_t at = 0; at < hs.size(); at += chunk) {
+    const size_t n = std::min(chunk, hs.size() - at);
+    out.insert(out.end(), {22, 3, minor});
+    put16(out, n);
+    out.insert(out.end(), hs.begin() + static_cast<ptrdiff_t>(at),
+               hs.begin() + static_cast<ptrdiff_t>(at + n));
+  }
+  return out;
+}
+
+Bytes stream_of(const Spec& s) { return records(handshake(hello_body(s)), 16384); }
+
+// A list as TLS vectors carry it: a 16-bit length, then the bytes.
+Bytes length_prefixed(const Bytes& list) {
+  Bytes b;
+  put16(b, list.size());
+  append(b, list);
+  return b;
+}
+
+Bytes sni_body(std::string_view name, uint8_t type = 0) {
+  Bytes entry = {type};
+  put16(entry, name.size());
+  append(entry, bytes_of(name));
+  return length_prefixed(entry);
+}
+
+Bytes alpn_body(std::initializer_list<std::string_view> names) {
+  Bytes list;
+  for (auto n : names) {
+    list.push_back(static_cast<uint8_t>(n.size()));
+    append(list, bytes_of(n));
+  }
+  return length_prefixed(list);
+}
+
+Spec with_exts(std::vector<Ext> exts) {
+  Spec s;
+  s.extensions = std::move(exts);
+  return s;
+}
+
+Spec with_sni(std::string_view name) {
+  Spec s;
+  s.extensions = {{0, sni_body(name)}, {16, alpn_body({"h2"})}};
+  return s;
+}
+
+// The handshake message inside a single-record capture.
+std::span<const uint8_t> handshake_of(std::span<const uint8_t> record) { return record.subspan(5); }
+
+// --- real hellos -------------------------------------------------------------------------
+
+struct RealCase {
+  const char* name;
+  std::span<const uint8_t> bytes;
+  std::string_view sni;
+  std::string_view alpn_wire;
+  std::string_view first_alpn;
+};
+
+const std::vector<RealCase>& real_cases() {
+  static const std::vector<RealCase> cases = {
+      {"openssl13", kOpenSsl13, "a.example.com", "\x02h2\x08http/1.1", "h2"},
+      {"openssl12", kOpenSsl12, "a.example.com", "\x02h2\x08http/1.1", "h2"},
+      {"curl", kCurl, "www.example.org", "\x02h2\x08http/1.1", "h2"},
+      {"nosni", kNoSni, "", "", ""},
+      {"upper", kUpperSni, "mixed.example.com", "", ""},
+  };
+  return cases;
+}
+
+TEST(ClientHelloReal, ParsesCapturedHellos) {
+  for (const auto& c : real_cases()) {
+    SCOPED_TRACE(c.name);
+    const auto p = parse(c.bytes);
+    ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+    EXPECT_EQ(p.hello.server_name(), c.sni);
+    EXPECT_EQ(alpn_wire(p.hello), c.alpn_wire);
+    EXPECT_EQ(p.hello.first_alpn(), c.first_alpn);
+    EXPECT_EQ(p.hello.hello_bytes, c.bytes.size());
+  }
+}
+
+TEST(ClientHelloReal, EveryPrefixNeedsMoreUntilComplete) {
+  for (const auto& c : real_cases()) {
+    SCOPED_TRACE(c.name);
+    for (size_t n = 0; n < c.bytes.size(); ++n) {
+      const auto p = parse(c.bytes.first(n));
+      ASSERT_EQ(p.res.status, HelloStatus::NeedMore) << "prefix " << n << ": " << p.why();
+    }
+    EXPECT_EQ(parse(c.bytes).res.status, HelloStatus::Done);
+  }
+}
+
+TEST(ClientHelloReal, BytesAfterTheHelloAreNotPartOfIt) {
+  for (const auto& c : real_cases()) {
+    SCOPED_TRACE(c.name);
+    Bytes s = bytes_of(c.bytes);
+    // A TLS 1.3 client may follow with a change_cipher_spec and early data.
+    append(s, {20, 3, 3, 0, 1, 1, 23, 3, 3, 0, 3, 'a', 'b', 'c'});
+    const auto p = parse(s);
+    ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+    EXPECT_EQ(p.hello.hello_bytes, c.bytes.size());
+    EXPECT_EQ(p.hello.server_name(), c.sni);
+  }
+}
+
+TEST(ClientHelloReal, ReframedIntoRecordsOfEverySize) {
+  for (const auto& c : real_cases()) {
+    SCOPED_TRACE(c.name);
+    const auto hs = handshake_of(c.bytes);
+    for (size_t chunk = 1; chunk <= hs.size(); ++chunk) {
+      const Bytes s = records(hs, chunk, chunk % 2 ? 1 : 3);
+      const auto p = parse(s);
+      ASSERT_EQ(p.res.status, HelloStatus::Done) << "chunk " << chunk << ": " << p.why();
+      EXPECT_EQ(p.hello.server_name(), c.sni);
+      EXPECT_EQ(alpn_wire(p.hello), c.alpn_wire);
+      EXPECT_EQ(p.hello.hello_bytes, s.size());
+    }
+  }
+}
+
+TEST(ClientHelloReal, OneByteRecordsOneByteSegments) {
+  const Bytes s = records(handshake_of(kOpenSsl13), 1);
+  for (size_t n = 0; n < s.size(); ++n) {
+    ASSERT_EQ(parse(std::span(s).first(n)).res.status, HelloStatus::NeedMore) << "prefix " << n;
+  }
+  const auto p = parse(s);
+  ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+  EXPECT_EQ(p.hello.server_name(), "a.example.com");
+  EXPECT_EQ(p.hello.first_alpn(), "h2");
+}
+
+TEST(ClientHelloReal, LastRecordMustBeWholeEvenIfHelloEndsEarlier) {
+  // The hello's last byte is followed, inside the same record, by bytes of a next message.
+  Bytes hs = bytes_of(handshake_of(kOpenSsl12));
+  hs.insert(hs.end(), {0x10, 0x00, 0x00, 0x00});
+  const Bytes s = records(hs, 100);
+  for (size_t n = 0; n < s.size(); ++n) {
+    ASSERT_EQ(parse(std::span(s).first(n)).res.status, HelloStatus::NeedMore) << "prefix " << n;
+  }
+  const auto p = parse(s);
+  ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+  EXPECT_EQ(p.hello.hello_bytes, s.size());
+}
+
+// --- server_name and ALPN ----------------------------------------------------------------
+
+TEST(ClientHelloNames, HostNameRules) {
+  struct Case {
+    std::string name;
+    HelloStatus status;
+    std::string sni_or_why;
+  };
+  const std::string why_char = "server_name has a character not allowed in a host name";
+  const std::vector<Case> cases = {
+      {"a.example.com", HelloStatus::Done, "a.example.com"},
+      {"A.EXAMPLE.Com", HelloStatus::Done, "a.example.com"},
+      {"a.example.com.", HelloStatus::Done, "a.example.com"},
+      {"a..", HelloStatus::Done, "a."},               // only one trailing dot is the root label
+      {"192.0.2.1", HelloStatus::Done, "192.0.2.1"},  // IP-like names are just names here
+      {"_acme-challenge.x_y.example", HelloStatus::Done, "_acme-challenge.x_y.example"},
+      {"localhost", HelloStatus::Done, "localhost"},
+      {std::string(255, 'a'), HelloStatus::Done, std::string(255, 'a')},
+      {std::string(254, 'B') + ".", HelloStatus::Done, std::string(254, 'b')},
+      {"", HelloStatus::Malformed, "server_name length not 1..255"},
+      {std::string(256, 'a'), HelloStatus::Malformed, "server_name length not 1..255"},
+      {".", HelloStatus::Malformed, "server_name is only a dot"},
+      {"2001:db8::1", HelloStatus::Malformed, why_char},
+      {"[2001:db8::1]", HelloStatus::Malformed, why_char},
+      {"exa mple.com", HelloStatus::Malformed, why_char},
+      {std::string("a\0b", 3), HelloStatus::Malformed, why_char},
+      {"caf\xc3\xa9.example", HelloStatus::Malformed, why_char},
+      {"a/b", HelloStatus::Malformed, why_char},
+      {"a.example.com\r\n", HelloStatus::Malformed, why_char},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto p = parse(stream_of(with_sni(c.name)));
+    ASSERT_EQ(p.res.status, c.status) << p.why();
+    if (c.status == HelloStatus::Done) {
+      EXPECT_EQ(p.hello.server_name(), c.sni_or_why);
+      EXPECT_EQ(p.hello.first_alpn(), "h2");
+    } else {
+      EXPECT_EQ(p.why(), c.sni_or_why);
+    }
+  }
+}
+
+TEST(ClientHelloNames, FirstHostNameWinsAndOtherNameTypesAreSkipped) {
+  Bytes list;
+  for (auto [type, name] : {std::pair<uint8_t, std::string_view>{7, "ignored?"},
+                            {0, "first.example"},
+                            {0, "second.example"}}) {
+    list.push_back(type);
+    put16(list, name.size());
+    append(list, bytes_of(name));
+  }
+  const auto p = parse(stream_of(with_exts({{0, length_prefixed(list)}})));
+  ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+  EXPECT_EQ(p.hello.server_name(), "first.example");
+}
+
+TEST(ClientHelloNames, NoExtensionsBlockAtAll) {
+  Spec s;
+  s.with_extensions = false;
+  const auto p = parse(stream_of(s));
+  ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+  EXPECT_EQ(p.hello.server_name(), "");
+  EXPECT_EQ(p.hello.first_alpn(), "");
+}
+
+TEST(ClientHelloAlpn, KeepsWholeNamesThatFit) {
+  // 30 names of 9 bytes (10 with the prefix): only 25 fit in 256 bytes.
+  Bytes list;
+  for (int i = 0; i < 30; ++i) {
+    list.push_back(9);
+    const std::string n = "proto-" + std::to_string(100 + i);
+    append(list, bytes_of(n));
+  }
+  list.insert(list.end(), {1, 'x'});  // small enough to fit, but after a gap: not kept
+  const auto p = parse(stream_of(with_exts({{16, length_prefixed(list)}})));
+  ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+  EXPECT_EQ(p.hello.alpn_len, 250);
+  EXPECT_EQ(std::memcmp(p.hello.alpn, list.data(), 250), 0);
+  EXPECT_EQ(p.hello.first_alpn(), "proto-100");
+}
+
+TEST(ClientHelloAlpn, ExactlyFullAndOneName) {
+  Bytes list = {255};
+  append(list, Bytes(255, 'p'));
+  Spec s = with_exts({{16, length_prefixed(list)}});
+  auto p = parse(stream_of(s));
+  ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+  EXPECT_EQ(p.hello.alpn_len, 256);
+  EXPECT_EQ(p.hello.first_alpn(), std::string(255, 'p'));
+
+  s.extensions = {{16, alpn_body({"http/1.1"})}};
+  p = parse(stream_of(s));
+  ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+  EXPECT_EQ(p.hello.first_alpn(), "http/1.1");
+}
+
+TEST(ClientHelloAlpn, FirstAlpnOfAnEmptyOrBrokenCopy) {
+  ClientHello h;
+  EXPECT_EQ(h.first_alpn(), "");
+  h.alpn[0] = 5;
+  h.alpn_len = 3;  // claims more than it holds: never read past alpn_len
+  EXPECT_EQ(h.first_alpn(), "");
+}
+
+// --- refusals ----------------------------------------------------------------------------
+
+struct BadCase {
+  std::string name;
+  Bytes stream;
+  HelloStatus status;
+  std::string_view why;
+};
+
+Bytes with_byte(Bytes b, size_t at, uint8_t v) {
+  b.at(at) = v;
+  return b;
+}
+
+std::vector<BadCase> bad_cases() {
+  const Bytes real = bytes_of(kOpenSsl13);
+  std::vector<BadCase> v;
+  auto add = [&](std::string name, Bytes stream, HelloStatus st, std::string_view why) {
+    v.push_back({std::move(name), std::move(stream), st, why});
+  };
+  const auto M = HelloStatus::Malformed;
+  const auto N = HelloStatus::NotTls;
+
+  add("http", bytes_of("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), N, "not a TLS handshake record");
+  add("http first byte", bytes_of("G"), N, "not a TLS handshake record");
+  // An SSLv2-compatible CLIENT-HELLO (2-byte header with the high bit set).
+  add("sslv2", {0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10}, N,
+      "not a TLS handshake record");
+  add("alert", {21, 3, 3, 0, 2, 2, 40}, N, "not a TLS handshake record");
+  add("application data", {23, 3, 3, 0, 1, 0}, N, "not a TLS handshake record");
+  add("zeros", Bytes(64, 0), N, "not a TLS handshake record");
+
+  add("record major 2", with_byte(real, 1, 2), M, "record version is not TLS 1.x");
+  add("record 3.0", with_byte(real, 2, 0), M, "record version is not TLS 1.x");
+  add("record 3.5", with_byte(real, 2, 5), M, "record version is not TLS 1.x");
+  add("record length 0", {22, 3, 1, 0, 0}, M, "record length 0");
+  add("record length 16641", {22, 3, 1, 0x41, 0x01}, M, "record length over 2^14+256");
+  add("server hello", with_byte(real, 5, 2), M, "handshake is not a ClientHello");
+  add("hello request first byte", {22, 3, 1, 0, 4, 0}, M, "handshake is not a ClientHello");
+  {
+    Bytes s = records(handshake_of(real), 100);
+    s.at(105) = 23;  // the second record's type
+    add("application data inside the hello", s, M,
+        "non-handshake record before the ClientHello ended");
+    Bytes t = records(handshake_of(real), 2);
+    t.at(7) = 21;  // an alert in place of the second record, before the handshake header ended
+    add("alert inside the handshake header", t, M,
+        "non-handshake record before the ClientHello ended");
+  }
+  {
+    // The handshake length claims 10 bytes less than the real body: the extensions block no
+    // longer fits its own length.
+    Bytes hs = bytes_of(handshake_of(real));
+    const size_t len = (size_t{hs[1]} << 16 | size_t{hs[2]} << 8 | hs[3]) - 10;
+    hs[2] = static_cast<uint8_t>(len >> 8);
+    hs[3] = static_cast<uint8_t>(len);
+    hs.resize(4 + len);
+    add("handshake length short", records(hs, 16384), M, "extensions length mismatch");
+  }
+  add("empty hello", records(handshake({}), 100), M, "ClientHello truncated in legacy_version");
+  add("hello ends in random", records(handshake(Bytes{3, 3, 1, 2, 3}), 100), M,
+      "ClientHello truncated in random");
+  {
+    Spec s;
+    s.version = 0x0203;
+    add("legacy_version 2.3", stream_of(s), M, "ClientHello legacy_version is not 3.x");
+  }
+  {
+    Spec s;
+    s.session_id = Bytes(33, 1);
+    add("session_id 33", stream_of(s), M, "session_id longer than 32 bytes");
+  }
+  {
+    Bytes b = hello_body(Spec{});
+    b.resize(2 + 32 + 1 + 10);  // session_id declared 32, only 10 present
+    add("session_id overrun", records(handshake(b), 1000), M,
+        "session_id overruns the ClientHello");
+    b.resize(2 + 32 + 1 + 32);
+    add("no cipher_suites", records(handshake(b), 1000), M,
+        "ClientHello truncated before cipher_suites");
+    b.insert(b.end(), {0, 8, 0x13, 0x01});
+    add("cipher_suites overrun", records(handshake(b), 1000), M,
+        "cipher_suites overrun the ClientHello");
+  }
+  {
+    Spec s;
+    s.suites = {0x13, 0x01, 0x13};
+    add("cipher_suites odd", stream_of(s), M, "cipher_suites length odd or zero");
+    s.suites = {};
+    add("cipher_suites empty", stream_of(s), M, "cipher_suites length odd or zero");
+  }
+  {
+    Spec s;
+    s.compression = {};
+    add("compression empty", stream_of(s), M, "compression_methods empty");
+    Bytes b = hello_body(Spec{});
+    b.resize(2 + 32 + 1 + 32 + 2 + 6);
+    add("no compression", records(handshake(b), 1000), M,
+        "ClientHello truncated before compression_methods");
+    b.insert(b.end(), {3, 0});
+    add("compression overrun", records(handshake(b), 1000), M,
+        "compression_methods overrun the ClientHello");
+  }
+  {
+    Spec s = with_sni("a.example");
+    s.ext_len_delta = 1;
+    add("extensions length +1", stream_of(s), M, "extensions length mismatch");
+    s.ext_len_delta = -1;
+    add("extensions length -1", stream_of(s), M, "extensions length mismatch");
+    Bytes b = hello_body(Spec{});
+    b.resize(b.size() - 1);  // one byte of the (empty) extensions length
+    add("extensions length truncated", records(handshake(b), 1000), M,
+        "extensions length truncated");
+  }
+  {
+    Bytes b = hello_body(Spec{});
+    b.resize(b.size() - 2);
+    b.insert(b.end(), {0, 5, 0, 16, 0, 9, 0});  // block of 5: a header claiming 9 bytes
+    add("extension overrun", records(handshake(b), 1000), M,
+        "extension length overruns the extensions block");
+    b.resize(b.size() - 7);
+    b.insert(b.end(), {0, 3, 0, 16, 0});
+    add("extension header truncated", records(handshake(b), 1000), M, "extension header truncated");
+  }
+  add("duplicate extension", stream_of(with_exts({{43, {2, 3, 4}}, {10, {0, 0}}, {43, {}}})), M,
+      "duplicate extension");
+  add("duplicate server_name",
+      stream_of(with_exts({{0, sni_body("a.example")}, {0, sni_body("b.example")}})), M,
+      "duplicate extension");
+  add("server_name list +1", stream_of(with_exts({{0, {0, 5, 0, 0, 1, 'a'}}})), M,
+      "server_name list length mismatch");
+  add("server_name list -1", stream_of(with_exts({{0, {0, 3, 0, 0, 1, 'a'}}})), M,
+      "server_name list length mismatch");
+  add("server_name list missing", stream_of(with_exts({{0, {0}}})), M,
+      "server_name list length mismatch");
+  add("server_name list empty", stream_of(with_exts({{0, {0, 0}}})), M, "server_name list empty");
+  add("server_name entry overrun", stream_of(with_exts({{0, {0, 4, 0, 0, 5, 'a'}}})), M,
+      "server_name entry overruns its list");
+  add("server_name entry header cut", stream_of(with_exts({{0, {0, 2, 0, 0}}})), M,
+      "server_name entry overruns its list");
+  add("alpn list +1", stream_of(with_exts({{16, {0, 4, 2, 'h', '2'}}})), M,
+      "ALPN list length mismatch");
+  add("alpn list -1", stream_of(with_exts({{16, {0, 2, 2, 'h', '2'}}})), M,
+      "ALPN list length mismatch");
+  add("alpn list empty", stream_of(with_exts({{16, {0, 0}}})), M, "ALPN list empty");
+  add("alpn empty name", stream_of(with_exts({{16, {0, 4, 2, 'h', '2', 0}}})), M,
+      "ALPN protocol name empty");
+  add("alpn name overrun in list", stream_of(with_exts({{16, {0, 2, 5, 'h'}}})), M,
+      "ALPN protocol name overruns its list");
+  return v;
+}
+
+TEST(ClientHelloBad, EachBrokenFieldHasItsStatusAndReason) {
+  for (const auto& c : bad_cases()) {
+    SCOPED_TRACE(c.name);
+    const auto p = parse(c.stream);
+    EXPECT_EQ(p.res.status, c.status) << p.why();
+    EXPECT_EQ(p.why(), c.why);
+  }
+}
+
+TEST(ClientHelloBad, TruncatedHellosOnlyNeedMore) {
+  // A valid hello cut anywhere is not an error: the rest may still come.
+  const Bytes s = stream_of(with_sni("cut.example"));
+  for (size_t n : {size_t{1}, size_t{4}, size_t{5}, size_t{9}, size_t{50}, s.size() - 1}) {
+    EXPECT_EQ(parse(std::span(s).first(n)).res.status, HelloStatus::NeedMore) << n;
+  }
+}
+
+// --- the 16 KiB bound --------------------------------------------------------------------
+
+Spec with_padding(size_t pad) {
+  Spec s = with_sni("big.example");
+  s.extensions.push_back({21, Bytes(pad, 0)});
+  return s;
+}
+
+TEST(ClientHelloSize, HugePaddingIsTooLarge) {
+  // A 17 KiB hello in 4 KiB records is refused as soon as its handshake header is seen,
+  // before the rest arrives.
+  const Bytes s = records(handshake(hello_body(with_padding(17000))), 4096);
+  auto p = parse(std::span(s).first(9));
+  EXPECT_EQ(p.res.status, HelloStatus::TooLarge);
+  EXPECT_EQ(p.why(), "ClientHello length over 16 KiB");
+  p = parse(s);
+  EXPECT_EQ(p.res.status, HelloStatus::TooLarge);
+  EXPECT_EQ(p.why(), "ClientHello length over 16 KiB");
+  // In full-size records, the first record alone already ends past the bound: refused on its
+  // header, before any handshake byte.
+  const Bytes big = records(handshake(hello_body(with_padding(17000))), 16384);
+  for (size_t n : {size_t{5}, size_t{9}, big.size()}) {
+    p = parse(std::span(big).first(n));
+    EXPECT_EQ(p.res.status, HelloStatus::TooLarge) << n;
+    EXPECT_EQ(p.why(), "no ClientHello within 16 KiB") << n;
+  }
+}
+
+TEST(ClientHelloSize, ExactlyAtTheBound) {
+  const size_t fixed = stream_of(with_padding(0)).size();
+  const size_t pad = kMaxClientHelloBytes - fixed;
+  const Bytes fits = stream_of(with_padding(pad));
+  ASSERT_EQ(fits.size(), kMaxClientHelloBytes);
+  auto p = parse(fits);
+  ASSERT_EQ(p.res.status, HelloStatus::Done) << p.why();
+  EXPECT_EQ(p.hello.server_name(), "big.example");
+  EXPECT_EQ(p.hello.hello_bytes, kMaxClientHelloBytes);
+
+  const Bytes over = stream_of(with_padding(pad + 1));
+  p = parse(over);
+  EXPECT_EQ(p.res.status, HelloStatus::TooLarge);
+}
+
+TEST(ClientHelloSize, SmallRecordsThatNeverFinishWithinTheBound) {
+  // 8000 hello bytes in 1-byte records need 48000 stream bytes: refused once the next record
+  // can no longer end within 16 KiB, and never NeedMore past that point.
+  const Bytes s = records(handshake(hello_body(with_padding(8000))), 1);
+  ASSERT_GT(s.size(), kMaxClientHelloBytes);
+  EXPECT_EQ(parse(std::span(s).first(16000)).res.status, HelloStatus::NeedMore);
+  for (size_t n : {kMaxClientHelloBytes, kMaxClientHelloBytes + 1, s.size()}) {
+    const auto p = parse(std::span(s).first(n));
+    EXPECT_EQ(p.res.status, HelloStatus::TooLarge) << n;
+    EXPECT_EQ(p.why(), "no ClientHello within 16 KiB") << n;
+  }
+}
+
+TEST(ClientHelloSize, OversizedRecordPayloadIsTooLarge) {
+  // A legal 16 KiB record carrying a small hello then junk still ends past the bound.
+  Bytes hs = handshake(hello_body(with_sni("a.example")));
+  hs.resize(16384, 0);
+  const Bytes s = records(hs, 16384);
+  const auto p = parse(std::span(s).first(20));
+  EXPECT_EQ(p.res.status, HelloStatus::TooLarge);
+}
+
+TEST(ClientHelloStatus, Names) {
+  EXPECT_EQ(to_string(HelloStatus::NeedMore), "need more");
+  EXPECT_EQ(to_string(HelloStatus::Done), "done");
+  EXPECT_EQ(to_string(HelloStatus::NotTls), "not TLS");
+  EXPECT_EQ(to_string(HelloStatus::Malformed), "malformed");
+  EXPECT_EQ(to_string(HelloStatus::TooLarge), "too large");
+}
+
+}  // namespace
+}  // namespace rf::proto
