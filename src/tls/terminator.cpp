@@ -41,11 +41,14 @@ WOLFSSL* as_ssl(void* p) { return static_cast<WOLFSSL*>(p); }
 // TLS 1.3 suites (all AEAD) and, for TLS 1.2, ECDHE (forward secrecy) with AEAD only; both
 // ECDSA and RSA authentication so that either kind of certificate works. Both families are in
 // one list because wolfSSL drops the TLS 1.3 suites that a list does not name.
+// ChaCha20-Poly1305 comes first and the server's order wins: Debian's libwolfssl is built
+// without AES-NI, where ChaCha20 moves twice the bytes of AES-GCM per CPU second (measured
+// through a terminate route: 220 vs 107-137 MB/s on one core).
 constexpr const char* kCipherList =
-    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+    "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
 
 // These messages are complete sentences ("wiki.pem: no PEM certificate found"); Error::msg
 // would add ": Invalid argument" to them, so they carry no error code.
@@ -242,6 +245,7 @@ Result<std::shared_ptr<ServerContext>> ServerContext::load(const std::string& ce
     return problem("wolfSSL: cannot restrict to TLS 1.2 and later");
   if (wolfSSL_CTX_set_cipher_list(ctx, kCipherList) != WOLFSSL_SUCCESS)
     return problem("wolfSSL: cipher list rejected");
+  wolfSSL_CTX_set_options(ctx, WOLFSSL_OP_CIPHER_SERVER_PREFERENCE);
   // A terminator authenticates itself only; client certificates are not asked for.
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, nullptr);
 
