@@ -302,7 +302,7 @@ void print_route(const std::string& text) {
 
 void print_stats(const std::string& text) {
   json::value s = parse_daemon_json(text);
-  for (const char* key : {"role", "dataplane", "workers", "uptime_s", "active"})
+  for (const char* key : {"role", "dataplane", "workers", "uptime_s", "active", "rejected"})
     if (const json::value* v = member(s, key)) std::printf("%-10s %s\n", (std::string(key) + ":").c_str(), scalar(v).c_str());
   std::vector<std::vector<std::string>> rows{
       {"ROUTE", "ACTIVE", "TOTAL", "REFUSED", "FAILED", "BYTES UP", "BYTES DOWN"}};
