@@ -1368,6 +1368,18 @@ TEST_P(Tls, TerminateDetails) {
   auto after = curl_get("wiki.example.com", pl);
   EXPECT_EQ(after.exit_code, 0) << after.output;
   EXPECT_EQ(after.output, "plain-backend");
+
+  // Renewed on disk without a signal (what certbot does): the daemon sees the files change
+  // and serves the new certificate within a few seconds. The key already is wiki-rsa's.
+  const size_t watched = count_of(d_.log(), "certificate reloaded from");
+  dir_.write_file("live.pem", read_file(g_certs->pem("wiki-rsa")));
+  deadline = Clock::now() + seconds(8);
+  while (Clock::now() < deadline && count_of(d_.log(), "certificate reloaded from") == watched)
+    std::this_thread::sleep_for(milliseconds(50));
+  EXPECT_GT(count_of(d_.log(), "certificate reloaded from"), watched) << d_.log_tail();
+  EXPECT_EQ(serial_of(pl, "wiki.example.com"), "serial=65") << "the renewed file is not served";
+  after = curl_get("wiki.example.com", pl);
+  EXPECT_EQ(after.exit_code, 0) << after.output;
 }
 
 // 7b. Many clients at once on one SNI port: terminate and passthrough side by side, every
