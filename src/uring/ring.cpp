@@ -148,6 +148,13 @@ void Ring::cancel(uint64_t target_ud, uint64_t ud) {
   io_uring_sqe_set_data64(sqe, ud);
 }
 
+// UDP
+void Ring::poll_multishot(int fd, uint32_t mask, uint64_t ud) {
+  io_uring_sqe* sqe = get_sqe();
+  io_uring_prep_poll_multishot(sqe, fd, mask);
+  io_uring_sqe_set_data64(sqe, ud);
+}
+
 int Ring::wait() {
   int ret;
   do {

@@ -78,6 +78,11 @@ class Ring {
   template <typename Fn>
   int run_once(Fn&& fn);
 
+  // UDP
+  // Multishot poll: one completion per readiness event (IORING_CQE_F_MORE while armed), so a
+  // socket read with recvmmsg on readiness costs no SQE per event.
+  void poll_multishot(int fd, uint32_t mask, uint64_t ud);
+
  private:
   Ring() = default;
   ::io_uring_sqe* get_sqe();
