@@ -905,6 +905,10 @@ void UdpPath::dispatch(const uring::Completion& c, uint64_t now_ms) {
   }
 }
 
+namespace {
+constexpr uint64_t kStopQuietMs = 2000;
+}  // namespace
+
 void UdpPath::tick(uint64_t now_ms) {
   Impl& m = *impl_;
   m.now = now_ms;
@@ -935,8 +939,11 @@ void UdpPath::tick(uint64_t now_ms) {
         continue;
       }
     }
-    const uint32_t limit = f.route->udp_idle_timeout_s;
-    if (limit && now_ms - f.last_active >= uint64_t(limit) * 1000) {
+    // Stopping (SIGTERM): a datagram flow has no end of its own to wait for, so a flow that
+    // has been quiet for a couple of seconds is done; busy ones go on within the drain.
+    uint64_t limit_ms = uint64_t(f.route->udp_idle_timeout_s) * 1000;
+    if (!m.accepting && (limit_ms == 0 || limit_ms > kStopQuietMs)) limit_ms = kStopQuietMs;
+    if (limit_ms && now_ms - f.last_active >= limit_ms) {
       m.close_flow(fi, "idle");
       continue;
     }

@@ -476,6 +476,39 @@ TEST_F(UdpForward, IdleFlowExpires) {
   EXPECT_EQ(s->active, 1u) << s->str();
 }
 
+// SIGTERM: no new flows; a flow still carrying datagrams keeps working, quiet flows end
+// after about 2 s, and the daemon then exits 0 by itself (not after udp_idle_timeout_s).
+TEST_F(UdpForward, SigtermEndsQuietFlowsKeepsBusyOnes) {
+  UdpServer echo(free_port());
+  uint16_t lp = free_port();
+  START_DAEMON(config({udp_route("stop", lp, echo.port())},
+                      R"("udp_idle_timeout_s":60,"drain_timeout_s":20)"));
+  Fd quiet = udp_client(lp), busy = udp_client(lp);
+  for (int fd : {quiet.get(), busy.get()}) {
+    ASSERT_TRUE(udp_send(fd, "hello"));
+    ASSERT_TRUE(udp_recv(fd, milliseconds(2000)));
+  }
+  const auto t0 = Clock::now();
+  d_.signal(SIGTERM);
+  // The busy flow goes on answering for 3 s (longer than the quiet limit).
+  int answered = 0;
+  while (Clock::now() - t0 < milliseconds(3000)) {
+    ASSERT_TRUE(udp_send(busy.get(), "tick"));
+    if (udp_recv(busy.get(), milliseconds(500))) answered++;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  EXPECT_GE(answered, 10) << "a busy flow was cut at SIGTERM";
+  EXPECT_TRUE(d_.running()) << "exited while a flow was busy";
+  // No new flows after SIGTERM: a new client gets no answer.
+  Fd late = udp_client(lp);
+  ASSERT_TRUE(udp_send(late.get(), "late"));
+  EXPECT_FALSE(udp_recv(late.get(), milliseconds(500))) << "a new flow was served after SIGTERM";
+  // Once the busy client stops too, the daemon exits within the quiet limit and a tick.
+  auto code = d_.wait_exit(seconds(5));
+  ASSERT_TRUE(code) << "still running 5 s after the last datagram: " << d_.log_tail();
+  EXPECT_EQ(*code, 0);
+}
+
 // udp_flows_per_client: one address holds at most that many flows (across workers); the
 // others are refused, never by evicting a live flow; once flows expire the address may open
 // new ones.
