@@ -14,6 +14,7 @@
 #include "udp.hpp"
 
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -284,6 +285,8 @@ struct UdpPath::Impl {
   void drain_flow(uint32_t fi);
   void forward_up(uint32_t li, unsigned n);
   void flush_up(uint32_t fi, unsigned first, unsigned count);
+  unsigned gso_run(unsigned i, unsigned n) const;
+  int send_gso(int fd, unsigned first, unsigned count);
   uint32_t create_flow(uint32_t li, unsigned i, const FlowKey& key);
   void refuse(const routing::ResolvedRoute* route, const sockaddr_storage& client, const char* why);
   void flow_failed(FlowSlot& f, int err, const char* what);
@@ -322,6 +325,10 @@ struct UdpPath::Impl {
   alignas(cmsghdr) std::array<std::array<uint8_t, kCtlBytes>, kBatch> out_ctl{};
   std::array<mmsghdr, kBatch> out{};
   std::array<std::array<iovec, 2>, kBatch> out_iov{};
+  // UDP GSO: one send for a run of equal-size datagrams (probed: off after the first refusal).
+  std::array<iovec, 2 * kBatch> gso_iov{};
+  alignas(cmsghdr) std::array<uint8_t, CMSG_SPACE(sizeof(uint16_t))> gso_ctl{};
+  bool gso = true;
 
   log::RateLimit warn{20};
   uint64_t now = 0;
@@ -497,14 +504,101 @@ void UdpPath::Impl::forward_up(uint32_t li, unsigned n) {
   if (m > run_start) flush_up(run_flow, run_start, m - run_start);
 }
 
+// UDP GSO (UDP_SEGMENT): a run of datagrams of one size to one flow leaves in one send and
+// the kernel cuts it into datagrams again, so the run crosses the send path of the stack once
+// instead of once per datagram. Worth it from a few datagrams on; sizes must match (the last
+// may be shorter) and the whole run fits one IP packet's worth of payload.
+namespace {
+constexpr unsigned kGsoMinRun = 4;
+constexpr unsigned kGsoMaxSegments = 64;
+constexpr size_t kGsoMaxBytes = 65000;
+size_t wire_len(const msghdr& o) {
+  size_t t = 0;
+  for (size_t j = 0; j < o.msg_iovlen; ++j) t += o.msg_iov[j].iov_len;
+  return t;
+}
+}  // namespace
+
+// How many datagrams from out[i] (of n) one GSO send can carry.
+unsigned UdpPath::Impl::gso_run(unsigned i, unsigned n) const {
+  const size_t seg = wire_len(out[i].msg_hdr);
+  if (seg == 0) return 1;
+  unsigned k = 1;
+  size_t total = seg;
+  while (k < n && k < kGsoMaxSegments) {
+    const size_t len = wire_len(out[i + k].msg_hdr);
+    if (len == 0 || len > seg || total + len > kGsoMaxBytes) break;
+    total += len;
+    ++k;
+    if (len < seg) break;  // a shorter datagram can only be the last segment
+  }
+  return k;
+}
+
+// Sends out[first, first+count) as one GSO datagram train; 0 or an errno.
+int UdpPath::Impl::send_gso(int fd, unsigned first, unsigned count) {
+  size_t iovs = 0;
+  for (unsigned k = 0; k < count; ++k) {
+    const msghdr& o = out[first + k].msg_hdr;
+    for (size_t j = 0; j < o.msg_iovlen; ++j) gso_iov[iovs++] = o.msg_iov[j];
+  }
+  const uint16_t seg = uint16_t(wire_len(out[first].msg_hdr));
+  msghdr m{};
+  m.msg_iov = gso_iov.data();
+  m.msg_iovlen = iovs;
+  m.msg_control = gso_ctl.data();
+  m.msg_controllen = gso_ctl.size();
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof seg);
+  std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+  for (;;) {
+    if (::sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) return 0;
+    if (errno != EINTR) return errno;
+  }
+}
+
 void UdpPath::Impl::flush_up(uint32_t fi, unsigned first, unsigned count) {
   FlowSlot& f = flows[fi];
   f.last_active = now;
   uint64_t bytes = 0;
+  auto payload = [&](unsigned from, unsigned n) {
+    for (unsigned k = 0; k < n; ++k) {
+      const msghdr& o = out[first + from + k].msg_hdr;
+      bytes += o.msg_iov[o.msg_iovlen - 1].iov_len;  // the payload, without the PROXY header
+    }
+  };
   unsigned done = 0;
   while (done < count) {
+    unsigned limit = count;
+    if (gso) {
+      const unsigned k = gso_run(first + done, count - done);
+      if (k >= kGsoMinRun) {
+        const int err = send_gso(f.fd.get(), first + done, k);
+        if (err == 0) {
+          payload(done, k);
+          done += k;
+          continue;
+        }
+        if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) break;  // UDP: dropped
+        if (err == EINVAL || err == EIO || err == EOPNOTSUPP || err == ENOPROTOOPT) {
+          // This kernel or device cannot segment: plain batches from now on.
+          gso = false;
+          RF_INFO("worker %u: udp: GSO unavailable (%s); sending datagram by datagram", id,
+                  std::strerror(err));
+          continue;
+        }
+        flow_failed(f, err, "send to");
+        done += k;
+        continue;
+      }
+      // Datagrams of mixed sizes: a plain batch up to where a GSO run starts.
+      limit = done + 1;
+      while (limit < count && gso_run(first + limit, count - limit) < kGsoMinRun) ++limit;
+    }
     const int r =
-        ::sendmmsg(f.fd.get(), &out[first + done], count - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ::sendmmsg(f.fd.get(), &out[first + done], limit - done, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;  // UDP: dropped
@@ -513,10 +607,7 @@ void UdpPath::Impl::flush_up(uint32_t fi, unsigned first, unsigned count) {
       ++done;
       continue;
     }
-    for (int k = 0; k < r; ++k) {
-      const msghdr& o = out[first + done + unsigned(k)].msg_hdr;
-      bytes += o.msg_iov[o.msg_iovlen - 1].iov_len;  // the payload, without the PROXY header
-    }
+    payload(done, unsigned(r));
     done += unsigned(r);
   }
   if (bytes) f.route->counters->bytes_up.fetch_add(bytes, std::memory_order_relaxed);
