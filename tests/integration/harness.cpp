@@ -493,6 +493,23 @@ int decode_status(int status) {
 }
 }  // namespace
 
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::string& log_path)
+    : pid_(spawn_process(argv, log_path)), log_(log_path) {}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int st = 0;
+  ::waitpid(pid_, &st, 0);
+}
+
+std::string ChildProcess::log() const { return read_file(log_); }
+
+bool ChildProcess::running() {
+  int st = 0;
+  return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
+}
+
 CommandResult run_command(const std::vector<std::string>& argv, milliseconds timeout) {
   TempDir dir;
   std::string out = dir.path() + "/output";

@@ -192,6 +192,31 @@ class Daemon {
   std::string log_path_;
 };
 
+// In a fixture with members `dir_` (TempDir) and `d_` (Daemon): start the daemon with `cfg`
+// or fail the test with why.
+#define IT_START_DAEMON(cfg)                               \
+  do {                                                     \
+    std::string why_ = d_.start(dir_, (cfg));              \
+    ASSERT_TRUE(why_.empty()) << "daemon start: " << why_; \
+  } while (0)
+
+// A long-running helper program (openssl s_server, dnsmasq, iperf3 -s): stdin /dev/null,
+// stdout and stderr into a log file; SIGKILLed and reaped by the destructor, and never
+// outlives the test process.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::string& log_path);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  std::string log() const;
+  bool running();
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_;
+};
+
 // ---------------------------------------------------------------------------------------------
 // Test servers. Each owns its listening socket and threads; the destructor stops them
 // (shutting down every open connection) and joins.

@@ -75,54 +75,6 @@ size_t count_of(const std::string& hay, const std::string& needle) {
   return n;
 }
 
-// A long-running child (openssl s_server): stdin /dev/null, output into a log file; SIGKILLed
-// and reaped by the destructor, and never outlives the test process.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, const std::string& log_path) : log_(log_path) {
-    Fd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
-    Fd devnull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!log || !devnull) throw std::runtime_error("open " + log_path);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      ::dup2(devnull.get(), 0);
-      ::dup2(log.get(), 1);
-      ::dup2(log.get(), 2);
-      struct sigaction sa {};
-      sa.sa_handler = SIG_DFL;
-      for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGUSR1, SIGHUP}) ::sigaction(sig, &sa, nullptr);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st = 0;
-      ::waitpid(pid_, &st, 0);
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  std::string log() const { return read_file(log_); }
-  bool running() {
-    int st = 0;
-    return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::string log_;
-};
-
 // ---------------------------------------------------------------------------------------------
 // Certificates: a test CA and server certificates signed by it, made once per test suite.
 
@@ -223,7 +175,7 @@ class TlsBackend {
 
  private:
   uint16_t port_;
-  Child child_;
+  ChildProcess child_;
 };
 
 struct HttpRequest {
@@ -700,11 +652,6 @@ class Tls : public ::testing::TestWithParam<std::string> {
   Daemon d_;
 };
 
-#define START_DAEMON(cfg)                                        \
-  do {                                                           \
-    std::string why_ = d_.start(dir_, (cfg));                    \
-    ASSERT_TRUE(why_.empty()) << "daemon start: " << why_;       \
-  } while (0)
 
 #define START_BACKEND(b) ASSERT_TRUE((b).wait_ready()) << "s_server did not start: " << (b).log()
 
@@ -719,7 +666,7 @@ TEST_P(Tls, PassthroughAndTerminateShareOnePort) {
   START_BACKEND(b);
   HttpBackend plain;
   const uint16_t lp = free_port();
-  START_DAEMON(config({route("a", lp, a.port(), passthrough({"a.example.com"})),
+  IT_START_DAEMON(config({route("a", lp, a.port(), passthrough({"a.example.com"})),
                        route("b", lp, b.port(), passthrough({"b.example.com"})),
                        route("wiki", lp, plain.port(), terminate({"wiki.example.com"}, "wiki-ec"))}));
 
@@ -766,7 +713,7 @@ TEST_P(Tls, WildcardExactAndDefault) {
   START_BACKEND(wild);
   START_BACKEND(def);
   const uint16_t lp = free_port();
-  START_DAEMON(config({route("wild", lp, wild.port(), passthrough({"*.example.com"})),
+  IT_START_DAEMON(config({route("wild", lp, wild.port(), passthrough({"*.example.com"})),
                        route("exact", lp, a.port(), passthrough({"a.example.com"})),
                        route("fallback", lp, def.port(), R"("mode":"passthrough","default":true)")}));
 
@@ -807,7 +754,7 @@ TEST_P(Tls, ClientHelloSplitAnyWay) {
   START_BACKEND(b);
   const uint16_t lp = free_port();
   // b takes what does not say a.example.com: a hello read wrong goes there and fails to verify.
-  START_DAEMON(config({route("b", lp, b.port(), R"("mode":"passthrough","default":true)"),
+  IT_START_DAEMON(config({route("b", lp, b.port(), R"("mode":"passthrough","default":true)"),
                        route("a", lp, a.port(), passthrough({"a.example.com"}))}));
   const std::vector<std::string> args{"-servername", "a.example.com", "-CAfile", g_certs->ca(),
                                       "-verify_return_error", "-verify_hostname", "a.example.com"};
@@ -854,7 +801,7 @@ TEST_P(Tls, LargeClientHelloIsRouted) {
   TlsBackend a(dir_, "a");
   START_BACKEND(a);
   const uint16_t lp = free_port();
-  START_DAEMON(config({route("a", lp, a.port(), passthrough({"a.example.com"}))}));
+  IT_START_DAEMON(config({route("a", lp, a.port(), passthrough({"a.example.com"}))}));
   Relay r;
   ASSERT_EQ(start_relay(r, {"-servername", "a.example.com"}), "");
   r.conn.reset();
@@ -885,7 +832,7 @@ TEST_P(Tls, BadHellosAreClosed) {
   TlsBackend a(dir_, "a");
   START_BACKEND(a);
   const uint16_t lp = free_port();
-  START_DAEMON(config({route("a", lp, a.port(),
+  IT_START_DAEMON(config({route("a", lp, a.port(),
                              passthrough({"a.example.com"}, R"(,"hello_timeout_ms":500)"))}));
   const std::string hello = real_hello("a.example.com");
   ASSERT_GT(hello.size(), 120u);
@@ -942,7 +889,7 @@ TEST_P(Tls, BadHellosAreClosed) {
 TEST_P(Tls, ProxyProtocolOut) {
   Recorder rec;
   const uint16_t p1 = free_port(), p2 = free_port();
-  START_DAEMON(config({route("v1", p1, rec.port(), "", R"(,"proxy_protocol":"v1")"),
+  IT_START_DAEMON(config({route("v1", p1, rec.port(), "", R"(,"proxy_protocol":"v1")"),
                        route("v2", p2, rec.port(), "", R"(,"proxy_protocol":"v2")")}));
   auto exchange = [&](uint16_t port, uint16_t& client_port) {
     auto c = connect_tcp(port);
@@ -988,7 +935,7 @@ TEST_P(Tls, ProxyProtocolV2TlvsPassthroughAndTerminate) {
     read_to_end(fd, Clock::now() + seconds(5));
   });
   const uint16_t lp = free_port();
-  START_DAEMON(config(
+  IT_START_DAEMON(config(
       {route("a", lp, header_only.port(), passthrough({"a.example.com"}), R"(,"proxy_protocol":"v2")"),
        route("wiki", lp, alpn_echo.port(),
              terminate({"wiki.example.com"}, "wiki-ec", R"(,"alpn":["h2","http/1.1"])"),
@@ -1054,7 +1001,7 @@ TEST_P(Tls, ProxyProtocolIn) {
     read_to_end(fd, Clock::now() + seconds(5));
   });
   const uint16_t p = free_port(), pa = free_port(), pt = free_port(), pw = free_port();
-  START_DAEMON(config(
+  IT_START_DAEMON(config(
       {route("in", p, rec.port(), "", R"(,"accept_proxy_protocol":true,"proxy_protocol":"v1")"),
        route("allow", pa, allowed_rec.port(), "",
              R"(,"accept_proxy_protocol":true,"allow":["203.0.113.0/24"])"),
@@ -1239,7 +1186,7 @@ TEST_P(Tls, TerminateDetails) {
   // The reloadable route's certificate files live in this test's own directory.
   const std::string cert = dir_.write_file("live.pem", read_file(g_certs->pem("wiki-ec")));
   const std::string key = dir_.write_file("live.key", read_file(g_certs->key("wiki-ec")));
-  START_DAEMON(config(
+  IT_START_DAEMON(config(
       {route("ec", pe, http.port(),
              terminate({"wiki.example.com"}, "wiki-ec", R"(,"alpn":["h2","http/1.1"])")),
        route("rsa", pr, http.port(), terminate({"wiki.example.com"}, "wiki-rsa")),
@@ -1389,7 +1336,7 @@ TEST_P(Tls, ManyClientsAtOnce) {
   START_BACKEND(a);
   HttpBackend http;
   const uint16_t lp = free_port();
-  START_DAEMON(config({route("a", lp, a.port(), passthrough({"a.example.com"})),
+  IT_START_DAEMON(config({route("a", lp, a.port(), passthrough({"a.example.com"})),
                        route("wiki", lp, http.port(), terminate({"wiki.example.com"}, "wiki-ec"))}));
   const int kTerm = 16, kPass = 4;
   const uint64_t n = 2 * kMiB;
@@ -1429,7 +1376,7 @@ TEST_P(Tls, ManyClientsAtOnce) {
 TEST_P(Tls, PassthroughBulkBothWays) {
   HttpBackend http;
   const uint16_t front = free_port(), back = free_port();
-  START_DAEMON(config({route("front", front, back, passthrough({"wiki.example.com"})),
+  IT_START_DAEMON(config({route("front", front, back, passthrough({"wiki.example.com"})),
                        route("wiki", back, http.port(), terminate({"wiki.example.com"}, "wiki-rsa"))}));
   const uint64_t n = 50 * kMiB;
   const std::string out = dir_.path() + "/down.bin";
@@ -1472,7 +1419,7 @@ TEST_P(Tls, PassthroughBulkBothWays) {
 TEST_P(Tls, TargetDownClosesAndCounts) {
   const uint16_t dead = free_port();  // nothing listens here
   const uint16_t lp = free_port();
-  START_DAEMON(config({route("a", lp, dead, passthrough({"a.example.com"})),
+  IT_START_DAEMON(config({route("a", lp, dead, passthrough({"a.example.com"})),
                        route("wiki", lp, dead, terminate({"wiki.example.com"}, "wiki-ec"))}));
   std::string hello = real_hello("a.example.com");
   ASSERT_FALSE(hello.empty());

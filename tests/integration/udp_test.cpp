@@ -218,38 +218,6 @@ class UdpServer {
   std::thread thread_;
 };
 
-// A helper program running in the background (dnsmasq, iperf3 -s); killed on destruction.
-class Background {
- public:
-  Background(const std::vector<std::string>& argv, const std::string& log_path) {
-    Fd log(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      ::dup2(log.get(), 1);
-      ::dup2(log.get(), 2);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  ~Background() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int st;
-    ::waitpid(pid_, &st, 0);
-  }
-  Background(const Background&) = delete;
-  Background& operator=(const Background&) = delete;
-
- private:
-  pid_t pid_ = -1;
-};
 
 bool executable(const std::string& path) { return ::access(path.c_str(), X_OK) == 0; }
 
@@ -302,17 +270,12 @@ class UdpForward : public ::testing::Test {
   Daemon d_;
 };
 
-#define START_DAEMON(cfg)                                  \
-  do {                                                     \
-    std::string why_ = d_.start(dir_, (cfg));              \
-    ASSERT_TRUE(why_.empty()) << "daemon start: " << why_; \
-  } while (0)
 
 // 1000 datagrams of many sizes come back byte-identical; the counters count payload bytes.
 TEST_F(UdpForward, EchoThousandDatagrams) {
   UdpServer echo(free_port());
   uint16_t lp = free_port();
-  START_DAEMON(config({udp_route("echo", lp, echo.port())}));
+  IT_START_DAEMON(config({udp_route("echo", lp, echo.port())}));
 
   Fd c = udp_client(lp);
   const size_t sizes[] = {1, 2, 17, 100, 512, 1200, 1400, 1472, 1473, 4096, 9000, 16384, 65000};
@@ -341,7 +304,7 @@ TEST_F(UdpForward, EchoThousandDatagrams) {
 TEST_F(UdpForward, FiftyClientsGetOnlyTheirOwnReplies) {
   UdpServer echo(free_port());
   uint16_t lp = free_port();
-  START_DAEMON(config({udp_route("many", lp, echo.port())}));
+  IT_START_DAEMON(config({udp_route("many", lp, echo.port())}));
 
   constexpr int kClients = 50, kRounds = 20;
   std::vector<Fd> clients;
@@ -375,7 +338,7 @@ TEST_F(UdpForward, DigThroughDnsmasq) {
   if (!executable(dnsmasq)) GTEST_SKIP() << dnsmasq << " is not installed";
   if (!executable(dig)) GTEST_SKIP() << dig << " is not installed";
   const uint16_t dp = free_port(), lp = free_port();
-  Background dns(
+  ChildProcess dns(
       {dnsmasq, "--no-daemon", "--port=" + std::to_string(dp), "--listen-address=127.0.0.1",
        "--bind-interfaces", "--no-resolv", "--no-hosts", "--address=/example.test/192.0.2.7",
        "--pid-file=" + dir_.path() + "/dnsmasq.pid", "--user=root"},
@@ -396,7 +359,7 @@ TEST_F(UdpForward, DigThroughDnsmasq) {
       << "dnsmasq did not answer directly: " << direct.output << "\n"
       << read_file(dir_.path() + "/dnsmasq.log");
 
-  START_DAEMON(config({udp_route("dns", lp, dp)}));
+  IT_START_DAEMON(config({udp_route("dns", lp, dp)}));
   for (int i = 0; i < 3; ++i) {
     CommandResult r = ask(lp);
     EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -416,7 +379,7 @@ TEST_F(UdpForward, PortRangeKeepsOffset) {
   for (unsigned i = 0; i < kN; ++i)
     servers.push_back(std::make_unique<UdpServer>(uint16_t(tp + i), UdpServer::Mode::ReplyPort));
   std::string range = "\"" + std::to_string(lp) + "-" + std::to_string(lp + kN - 1) + "\"";
-  START_DAEMON(config({udp_route("range", range, tp)}));
+  IT_START_DAEMON(config({udp_route("range", range, tp)}));
 
   for (int k = kN - 1; k >= 0; --k) {
     Fd c = udp_client(uint16_t(lp + k));
@@ -432,7 +395,7 @@ TEST_F(UdpForward, TcpAndUdpOnOnePort) {
   uint16_t tp = free_port(), lp = free_port();
   EchoServer tcp_echo(tp);
   UdpServer udp_echo(tp);
-  START_DAEMON(config({udp_route("both", lp, tp, "tcp+udp")}));
+  IT_START_DAEMON(config({udp_route("both", lp, tp, "tcp+udp")}));
 
   auto c = connect_tcp(lp);
   ASSERT_EQ(c.err, 0) << std::strerror(c.err);
@@ -451,7 +414,7 @@ TEST_F(UdpForward, TcpAndUdpOnOnePort) {
 TEST_F(UdpForward, IdleFlowExpires) {
   UdpServer echo(free_port());
   uint16_t lp = free_port();
-  START_DAEMON(config({udp_route("idle", lp, echo.port())}, R"("udp_idle_timeout_s":1)"));
+  IT_START_DAEMON(config({udp_route("idle", lp, echo.port())}, R"("udp_idle_timeout_s":1)"));
 
   Fd c = udp_client(lp);
   ASSERT_TRUE(udp_send(c.get(), "first"));
@@ -481,7 +444,7 @@ TEST_F(UdpForward, IdleFlowExpires) {
 TEST_F(UdpForward, BurstsArriveAsTheSameDatagrams) {
   UdpServer echo(free_port());
   uint16_t lp = free_port();
-  START_DAEMON(config({udp_route("burst", lp, echo.port())}));
+  IT_START_DAEMON(config({udp_route("burst", lp, echo.port())}));
   Fd c = udp_client(lp);
   int big = 8 << 20;
   setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
@@ -521,7 +484,7 @@ TEST_F(UdpForward, BurstsArriveAsTheSameDatagrams) {
 TEST_F(UdpForward, SigtermEndsQuietFlowsKeepsBusyOnes) {
   UdpServer echo(free_port());
   uint16_t lp = free_port();
-  START_DAEMON(config({udp_route("stop", lp, echo.port())},
+  IT_START_DAEMON(config({udp_route("stop", lp, echo.port())},
                       R"("udp_idle_timeout_s":60,"drain_timeout_s":20)"));
   Fd quiet = udp_client(lp), busy = udp_client(lp);
   for (int fd : {quiet.get(), busy.get()}) {
@@ -555,7 +518,7 @@ TEST_F(UdpForward, SigtermEndsQuietFlowsKeepsBusyOnes) {
 TEST_F(UdpForward, PerClientFlowCap) {
   UdpServer echo(free_port());
   uint16_t lp = free_port();
-  START_DAEMON(config({udp_route("cap", lp, echo.port())},
+  IT_START_DAEMON(config({udp_route("cap", lp, echo.port())},
                       R"("udp_idle_timeout_s":2,"udp_flows_per_client":4)"));
 
   constexpr int kSockets = 10;
@@ -611,7 +574,7 @@ TEST_F(UdpForward, PerClientFlowCap) {
 TEST_F(UdpForward, ProxyV2OnEveryDatagram) {
   UdpServer echo(free_port(), UdpServer::Mode::ProxyEcho);
   uint16_t lp = free_port();
-  START_DAEMON(config({udp_route("pp", lp, echo.port(), "udp", R"(,"proxy_protocol":"v2")")}));
+  IT_START_DAEMON(config({udp_route("pp", lp, echo.port(), "udp", R"(,"proxy_protocol":"v2")")}));
 
   Fd c = udp_client(lp);
   const std::string me = "127.0.0.1:" + std::to_string(local_port(c.get()));
@@ -646,7 +609,7 @@ TEST_F(UdpForward, WildcardListenerAnswersFromTheAddressUsed) {
   std::string route = udp_route("any", lp, echo.port(), "udp", R"(,"proxy_protocol":"v2")");
   const std::string from = R"("listen":"127.0.0.1")";
   route.replace(route.find(from), from.size(), R"("listen":"0.0.0.0")");
-  START_DAEMON(config({route}));
+  IT_START_DAEMON(config({route}));
 
   for (const char* to : {"127.0.0.2", "127.0.0.3", "127.0.0.1"}) {
     Fd c = udp_client(lp, to);
@@ -666,9 +629,9 @@ TEST_F(UdpForward, Iperf3UdpThroughTcpUdpRoute) {
   const std::string iperf3 = "/usr/bin/iperf3";
   if (!executable(iperf3)) GTEST_SKIP() << iperf3 << " is not installed";
   uint16_t sp = free_port(), lp = free_port();
-  Background server({iperf3, "-s", "-B", "127.0.0.1", "-p", std::to_string(sp)},
+  ChildProcess server({iperf3, "-s", "-B", "127.0.0.1", "-p", std::to_string(sp)},
                     dir_.path() + "/iperf3-server.log");
-  START_DAEMON(config({udp_route("iperf", lp, sp, "tcp+udp")}));
+  IT_START_DAEMON(config({udp_route("iperf", lp, sp, "tcp+udp")}));
   // The server is up once its port listens (a probe connection would count as a test run).
   ASSERT_TRUE(wait_tcp_listening(sp, seconds(5))) << read_file(dir_.path() + "/iperf3-server.log");
   CommandResult r = run_command({iperf3, "-c", "127.0.0.1", "-p", std::to_string(lp), "-u", "-b",
