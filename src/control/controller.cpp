@@ -31,7 +31,8 @@ ControlError from_problems(const std::vector<config::Problem>& problems, const c
 json::value counters_json(const routing::RouteCounters& c) {
   return json::object{{"total", c.conns_total.load()},     {"active", c.conns_active.load()},
                       {"refused", c.conns_refused.load()}, {"failed", c.conns_failed.load()},
-                      {"bytes_up", c.bytes_up.load()},     {"bytes_down", c.bytes_down.load()}};
+                      {"bytes_up", c.bytes_up.load()},     {"bytes_down", c.bytes_down.load()},
+                      {"wol_packets", c.wol_packets.load()}};
 }
 
 json::array strings(const std::vector<std::string>& v) {

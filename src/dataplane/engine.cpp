@@ -168,11 +168,6 @@ std::vector<Engine::Draining> Engine::draining() const {
 
 Result<void> Engine::apply(std::shared_ptr<const routing::RouteTable> next, uint32_t overlap_ms) {
   const auto wanted = wanted_listens(*next);
-  for (const routing::ResolvedRoute& r : next->routes()) {
-    if (r.route.wol && !table_->find(r.route.id))
-      RF_WARN("route=%s: Wake-on-LAN is not part of this build yet; served without it",
-              r.route.id.c_str());
-  }
 
   // 1. Bind what is new, for every worker, before touching anything that runs.
   const size_t n = workers_.size();

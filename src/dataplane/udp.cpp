@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "ringfwd/base/net.hpp"
+#include "wol.hpp"
 #include "ringfwd/proto/proxy_header.hpp"
 
 namespace rf::dataplane {
@@ -332,6 +333,11 @@ struct UdpPath::Impl {
 
   log::RateLimit warn{20};
   uint64_t now = 0;
+  WolSender* waker = nullptr;
+  void wake(const routing::ResolvedRoute& r) {
+    if (r.wol_here && waker && waker->wake(r, now))
+      r.counters->wol_packets.fetch_add(1, std::memory_order_relaxed);
+  }
   bool accepting = true;
   bool stopping = false;
   bool pp_missing_logged = false;
@@ -690,6 +696,7 @@ void UdpPath::Impl::flow_failed(FlowSlot& f, int err, const char* what) {
     }
     return;
   }
+  if (err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH) wake(*f.route);
   if (f.failed_counted) return;
   f.failed_counted = true;
   f.route->counters->conns_failed.fetch_add(1, std::memory_order_relaxed);
@@ -726,6 +733,7 @@ uint32_t UdpPath::Impl::create_flow(uint32_t li, unsigned i, const FlowKey& key)
     refuse(route, client, "not in the allow list");
     return kNone;
   }
+  wake(*route);
   const uint64_t active = shared.active.fetch_add(1, std::memory_order_relaxed);
   if (active >= shared.max_connections.load(std::memory_order_relaxed)) {
     shared.active.fetch_sub(1, std::memory_order_relaxed);
@@ -962,6 +970,8 @@ bool UdpPath::close_at(const std::string& key, uint64_t at_ms) {
 void UdpPath::drain(const std::string& route_id, uint64_t until_ms) {
   impl_->draining.push_back({route_id, until_ms});
 }
+
+void UdpPath::set_waker(WolSender* w) { impl_->waker = w; }
 
 void UdpPath::stop_accepting() { impl_->accepting = false; }
 

@@ -22,6 +22,8 @@ namespace rf::dataplane {
 inline constexpr uint8_t kUdpOpFirst = 0x40;
 inline constexpr uint8_t kUdpOpLast = 0x4f;
 
+class WolSender;
+
 class UdpPath {
  public:
   UdpPath(unsigned worker_id, uring::Ring& ring, EngineShared& shared, const EngineOptions& opts);
@@ -44,6 +46,10 @@ class UdpPath {
   bool close_at(const std::string& key, uint64_t at_ms);
   // A removed route: its flows (on listeners still open during an overlap) end by until_ms.
   void drain(const std::string& route_id, uint64_t until_ms);
+
+  // Wake-on-LAN for routes that have it: a magic packet when a flow starts (a sleeping target
+  // cannot answer the first datagram) and when the target is unreachable or refuses.
+  void set_waker(WolSender* w);
 
   // SIGTERM: no new flows; existing flows go on until idle (or stop()).
   void stop_accepting();

@@ -102,6 +102,7 @@ Result<void> Worker::init() {
     bufs_ = std::move(b.value());
   }
   udp_ = std::make_unique<UdpPath>(id_, *ring_, shared_, opts_);
+  udp_->set_waker(&wol_);
   hello_scratch_ = std::make_unique<uint8_t[]>(proto::kMaxClientHelloBytes);
   if (id_ == 0) RF_INFO("io_uring: %s", ring_->features().describe().c_str());
   return {};
@@ -205,6 +206,14 @@ void Worker::dispatch(const uring::Completion& c) {
       break;
     case kPreludeRecv:
       on_prelude_recv(s, u.index, c.res);
+      break;
+    case kWolRetry:
+      if (s.closing) {
+        maybe_free(s, u.index);
+      } else {
+        s.fd[1].reset();
+        connect_target(s, u.index);
+      }
       break;
     default:
       break;
@@ -431,9 +440,13 @@ void Worker::connect_target(Session& s, uint32_t idx) {
     return;
   }
   set_nodelay(s.fd[1].get());
-  s.inflight += route->connect_timeout_ms ? 2 : 1;
+  // While a target wakes up, an attempt that hangs (no ARP answer yet) ends soon, so that the
+  // next one starts on time.
+  uint32_t timeout = route->connect_timeout_ms;
+  if (s.wol_until && (timeout == 0 || timeout > 1000)) timeout = 1000;
+  s.inflight += timeout ? 2 : 1;
   ring_->connect(s.fd[1].get(), reinterpret_cast<const sockaddr*>(&s.target), s.target_len,
-                 ud(kConnect, idx), route->connect_timeout_ms, ud(kConnectTimeout, idx));
+                 ud(kConnect, idx), timeout, ud(kConnectTimeout, idx));
 }
 
 // ---------------------------------------------------------------- sessions
@@ -468,6 +481,7 @@ const char* Worker::client_str(const Session& s, char* buf, size_t len) const {
 
 void Worker::on_connect(Session& s, uint32_t idx, int res) {
   if (s.closing) return maybe_free(s, idx);
+  if (res < 0 && try_wake(s, idx, res)) return;
   if (res < 0) {
     char cb[64], tb[64];
     routing::RouteCounters& ctr = *s.route->counters;
@@ -487,6 +501,32 @@ void Worker::on_connect(Session& s, uint32_t idx, int res) {
   s.connected = true;
   s.last_active = now_;
   after_connect(s, idx);
+}
+
+bool Worker::try_wake(Session& s, uint32_t idx, int res) {
+  const routing::ResolvedRoute& r = *s.route;
+  if (!r.wol_here) return false;
+  // Refused (booting, service not up yet), unreachable (no ARP answer), or no answer at all.
+  if (res != -ECONNREFUSED && res != -EHOSTUNREACH && res != -ENETUNREACH &&
+      res != -ETIMEDOUT && res != -ECANCELED)
+    return false;
+  char cb[64], tb[64];
+  if (s.wol_until == 0) {
+    s.wol_until = now_ + r.wol_wait_ms;
+    RF_INFO("route=%s client=%s: target %s %s; Wake-on-LAN for %s, the client waits up to %u s",
+            r.route.id.c_str(), client_str(s, cb, sizeof cb), net::format(s.target, tb, sizeof tb),
+            res == -ECONNREFUSED ? "refused" : res == -ECANCELED ? "did not answer" : "is unreachable",
+            r.route.wol->mac.c_str(), r.wol_wait_ms / 1000);
+  } else if (now_ >= s.wol_until) {
+    RF_WARN("route=%s client=%s: target %s did not wake within wol.wait_s", r.route.id.c_str(),
+            client_str(s, cb, sizeof cb), net::format(s.target, tb, sizeof tb));
+    return false;
+  }
+  if (wol_.wake(r, now_)) r.counters->wol_packets.fetch_add(1, std::memory_order_relaxed);
+  s.fd[1].reset();
+  s.inflight++;
+  ring_->timeout_ms(500, ud(kWolRetry, idx));
+  return true;
 }
 
 void Worker::start_flows(Session& s, uint32_t idx) {

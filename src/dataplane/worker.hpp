@@ -20,6 +20,7 @@
 
 #include "pipe_pool.hpp"
 #include "udp.hpp"
+#include "wol.hpp"
 #include "ringfwd/base/log.hpp"
 #include "ringfwd/base/unique_fd.hpp"
 #include "ringfwd/dataplane/engine.hpp"
@@ -57,6 +58,7 @@ enum Op : uint8_t {
   kOverlapEnd,  // a dual-bind overlap is over: close the old listeners on time
   kIgnore,   // cancels and other completions nobody waits for
   kPreludeRecv,  // bytes before the route is known: a PROXY header, a ClientHello
+  kWolRetry,     // Wake-on-LAN: the next connect attempt to a waking target
 };
 static_assert(kPreludeRecv < kUdpOpFirst);
 // The direction rides in the op's top bit: 0 = client -> target (up), 1 = target -> client.
@@ -119,6 +121,7 @@ struct Session {
   uint32_t out_off = 0;       // Prefix: [out_off, out_end) of stage goes to the target first
   uint32_t out_end = 0;
   uint64_t deadline = 0;      // Prelude / Handshake: worker clock ms
+  uint64_t wol_until = 0;     // Wake-on-LAN: retry connecting until then (0: not waking)
   std::unique_ptr<tls::Conn> tls;  // TLS terminate
   uint8_t* tls_buf[2] = {};   // TLS pump: plaintext per direction (stage is reused for up)
   uint32_t tls_off[2] = {};
@@ -196,6 +199,8 @@ class Worker {
   void reject(Session& s, uint32_t idx, const char* what, const char* detail);
   bool admit(Session& s, uint32_t idx, const routing::ResolvedRoute* route);
   void connect_target(Session& s, uint32_t idx);
+  // The target refused or did not answer: wake it and retry (true) or give up (false).
+  bool try_wake(Session& s, uint32_t idx, int res);
   void after_connect(Session& s, uint32_t idx);
   void send_prefix(Session& s, uint32_t idx);
   bool ensure_client(Session& s);
@@ -255,6 +260,7 @@ class Worker {
   std::unique_ptr<uring::Ring> ring_;
   std::unique_ptr<uring::BufferRing> bufs_;
   std::unique_ptr<UdpPath> udp_;
+  WolSender wol_;
   std::vector<uint8_t*> stages_;  // free stage buffers
   std::unique_ptr<uint8_t[]> hello_scratch_;  // ClientHello reassembly (parsing is synchronous)
   PipePool pipes_;

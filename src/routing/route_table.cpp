@@ -3,7 +3,12 @@
 #include "ringfwd/base/net.hpp"
 #include "ringfwd/tls/terminator.hpp"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
@@ -24,6 +29,31 @@ bool prefix_match(const uint8_t* a, const uint8_t* net, unsigned prefix) {
   return (a[bytes] & mask) == (net[bytes] & mask);
 }
 
+}  // namespace
+
+namespace {
+// The broadcast address of the interface whose IPv4 subnet holds `host` ("the LAN broadcast");
+// 255.255.255.255 when no interface does (the kernel then sends it on the default route's).
+in_addr lan_broadcast_for(const sockaddr_storage& host) {
+  in_addr out{};
+  out.s_addr = INADDR_BROADCAST;
+  if (host.ss_family != AF_INET) return out;
+  const uint32_t h = reinterpret_cast<const sockaddr_in*>(&host)->sin_addr.s_addr;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || !i->ifa_netmask || i->ifa_addr->sa_family != AF_INET) continue;
+    if (!(i->ifa_flags & IFF_BROADCAST) || !i->ifa_broadaddr) continue;
+    const uint32_t a = reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr;
+    const uint32_t m = reinterpret_cast<const sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr;
+    if ((a & m) == (h & m)) {
+      out = reinterpret_cast<const sockaddr_in*>(i->ifa_broadaddr)->sin_addr;
+      break;
+    }
+  }
+  freeifaddrs(list);
+  return out;
+}
 }  // namespace
 
 bool ResolvedRoute::allows(const sockaddr_storage& client) const {
@@ -132,6 +162,21 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config
     }
     auto res = net::resolve(host, rr.target_base_port, rr.target_addr, rr.target_len);
     if (!res) return Error::msg("route " + r.id + ": " + res.error().str());
+    if (r.wol && (cfg.role == config::Role::Gateway || !r.target.via_gateway())) {
+      rr.wol_here = true;
+      unsigned b[6];
+      if (std::sscanf(r.wol->mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x", &b[0], &b[1], &b[2], &b[3],
+                      &b[4], &b[5]) != 6)
+        return Error::msg("route " + r.id + ": bad wol.mac " + r.wol->mac);
+      for (int k = 0; k < 6; ++k) rr.wol_mac[k] = uint8_t(b[k]);
+      rr.wol_to.sin_family = AF_INET;
+      rr.wol_to.sin_port = htons(9);
+      if (!r.wol->broadcast.empty())
+        inet_pton(AF_INET, r.wol->broadcast.c_str(), &rr.wol_to.sin_addr);
+      else
+        rr.wol_to.sin_addr = lan_broadcast_for(rr.target_addr);
+      rr.wol_wait_ms = r.wol->wait_s * 1000;
+    }
     t->routes_.push_back(std::move(rr));
   }
   // Listen ports: one TcpPort per TCP address:port (TLS routes share it), one UdpPort per UDP

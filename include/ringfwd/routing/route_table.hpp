@@ -28,6 +28,7 @@ struct RouteCounters {
   std::atomic<uint64_t> conns_failed{0};    // target refused / timed out / unreachable
   std::atomic<uint64_t> bytes_up{0};        // client -> target
   std::atomic<uint64_t> bytes_down{0};      // target -> client
+  std::atomic<uint64_t> wol_packets{0};     // Wake-on-LAN magic packets sent
 };
 
 // A route with everything the data path needs resolved to numbers.
@@ -52,6 +53,12 @@ struct ResolvedRoute {
   std::shared_ptr<tls::ServerContext> tls_ctx;
   uint32_t udp_idle_timeout_s = 0;
   uint32_t udp_flows_per_client = 0;
+  // Wake-on-LAN is this daemon's job: the route has `wol` and its target is the LAN device
+  // itself (a gateway, or a direct route); an edge leaves it to the gateway.
+  bool wol_here = false;
+  uint8_t wol_mac[6] = {};
+  sockaddr_in wol_to{};  // broadcast address, port 9
+  uint32_t wol_wait_ms = 0;
 };
 
 // Everything served on one TCP listen address:port: one plain route, or TLS routes that the
