@@ -43,11 +43,14 @@ in_addr lan_broadcast_for(const sockaddr_storage& host) {
   if (getifaddrs(&list) != 0) return out;
   for (ifaddrs* i = list; i; i = i->ifa_next) {
     if (!i->ifa_addr || !i->ifa_netmask || i->ifa_addr->sa_family != AF_INET) continue;
-    if (!(i->ifa_flags & IFF_BROADCAST) || !i->ifa_broadaddr) continue;
+    if (!(i->ifa_flags & IFF_BROADCAST) || !i->ifa_broadaddr) continue;  // not loopback
     const uint32_t a = reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr;
     const uint32_t m = reinterpret_cast<const sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr;
     if ((a & m) == (h & m)) {
+      // The interface's broadcast address; an address added without one (0.0.0.0) gets the
+      // subnet's directed broadcast.
       out = reinterpret_cast<const sockaddr_in*>(i->ifa_broadaddr)->sin_addr;
+      if (out.s_addr == 0) out.s_addr = a | ~m;
       break;
     }
   }

@@ -63,6 +63,7 @@ lan_iperf_start
 lan_port_responders 7100 7105 7109
 lan_tls_start nas.example.test          # the LAN's own certificate: passthrough keeps it
 lan_dns_start nas.example.test 192.0.2.7
+lan_sleeper_start 02:00:00:00:00:20 3389  # Wake-on-LAN: listens only once woken
 lan_cert "$TOPO_DIR/pki" wiki.example.test  # held by the edge: terminate
 PKI=$TOPO_DIR/pki
 mapfile -t SSH_OPTS < <(lan_ssh_opts; printf '%s\n' -p 2222)
@@ -122,14 +123,19 @@ run_dataplane() {
              "cert": "'"$PKI"'/wiki.example.test.pem", "key": "'"$PKI"'/wiki.example.test.key"},
      "target": {"gateway": "home", "lan_host": "192.168.2.20", "lan_port": 80}},
     {"id": "dns", "protocol": "udp", "listen_port": 5353,
-     "target": {"gateway": "home", "lan_host": "192.168.2.20", "lan_port": 53}}]'
+     "target": {"gateway": "home", "lan_host": "192.168.2.20", "lan_port": 53}},
+    {"id": "rdp", "protocol": "tcp", "listen_port": 3389, "wol": {"mac": "02:00:00:00:00:20"},
+     "target": {"gateway": "home", "lan_host": "192.168.2.20", "lan_port": 3389}}]'
   rfd_config_add_routes "$gw_cfg" '[
     {"id": "nas", "protocol": "tcp", "listen": "10.8.0.2", "listen_port": 8443,
      "target": {"lan_host": "192.168.2.20", "lan_port": 443}},
     {"id": "wiki", "protocol": "tcp", "listen": "10.8.0.2", "listen_port": 9443,
      "target": {"lan_host": "192.168.2.20", "lan_port": 80}},
     {"id": "dns", "protocol": "udp", "listen": "10.8.0.2", "listen_port": 5353,
-     "target": {"lan_host": "192.168.2.20", "lan_port": 53}}]'
+     "target": {"lan_host": "192.168.2.20", "lan_port": 53}},
+    {"id": "rdp", "protocol": "tcp", "listen": "10.8.0.2", "listen_port": 3389,
+     "wol": {"mac": "02:00:00:00:00:20", "wait_s": 20},
+     "target": {"lan_host": "192.168.2.20", "lan_port": 3389}}]'
   for out in "$edge_cfg" "$gw_cfg"; do
     if "$RINGFWD" --check "$out" >"$work/check.out" 2>&1; then
       pass "ringfwd --check $(basename "$out")"
@@ -222,6 +228,16 @@ run_dataplane() {
     pass "$dp: dig @$EDGE -p 5353 -> LAN dnsmasq answers 192.0.2.7"
   else
     fail "$dp: dig through the UDP route returned: $(head -c 300 <<<"$out")"
+  fi
+
+  # Wake-on-LAN: the LAN machine sleeps (nothing on 3389); the gateway broadcasts the magic
+  # packet on the LAN and holds the client's one connection until the machine is up.
+  local t0=$SECONDS
+  out=$(in_client timeout 30 socat -T 25 -t 25 - "TCP:$EDGE:3389" </dev/null 2>&1) || true
+  if [[ $out == awake-3389 ]]; then
+    pass "$dp: Wake-on-LAN: one connect through edge and gateway reached the sleeping machine ($((SECONDS - t0)) s)"
+  else
+    fail "$dp: Wake-on-LAN: the connect returned '$(head -c 200 <<<"$out")'; sleeper: $(tail -n 3 "$TOPO_DIR/sleeper-3389.log")"
   fi
 
   # Port range 7000-7009 -> LAN 7100-7109, keeping the offset; 7010 is outside every route.

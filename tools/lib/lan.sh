@@ -191,3 +191,50 @@ lan_dns_start() {
     sleep 0.1
   done
 }
+
+# A sleeping machine on TOPO_LAN_HOST_IP: nothing listens on PORT until a Wake-on-LAN magic
+# packet for MAC arrives (UDP port 9, broadcast on the LAN); then, after a 1 s "boot", it
+# answers one TCP connection on PORT with "awake-PORT" and goes back to sleep.
+# lan_sleeper_start MAC PORT
+lan_sleeper_start() {
+  local pid
+  local script
+  script=$(cat <<'PY'
+import socket, sys, time
+mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+host, port = sys.argv[2], int(sys.argv[3])
+magic = b"\xff" * 6 + mac * 16
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+udp.bind(("0.0.0.0", 9))
+print("asleep, waiting for", sys.argv[1], flush=True)
+while True:
+    data, src = udp.recvfrom(2048)
+    if data != magic:
+        print("ignored a packet from", src, flush=True)
+        continue
+    print("magic packet from", src, "- booting", flush=True)
+    time.sleep(1)
+    srv = socket.create_server((host, port))
+    conn, peer = srv.accept()
+    conn.sendall(b"awake-%d\n" % port)
+    conn.close()
+    srv.close()
+    print("served", peer, "- asleep again", flush=True)
+    while True:  # packets that came while awake are not a new wake-up
+        udp.setblocking(False)
+        try:
+            udp.recvfrom(2048)
+        except BlockingIOError:
+            break
+    udp.setblocking(True)
+PY
+)
+  topo_spawn pid "$TOPO_NS_LAN" "$TOPO_DIR/sleeper-$2.log" python3 -u -c "$script" "$1" "$TOPO_LAN_HOST_IP" "$2"
+  local deadline=$((SECONDS + 10))
+  until [[ -n $(ip netns exec "$TOPO_NS_LAN" ss -Hlun sport = :9) ]]; do
+    rf_pid_alive "$pid" || { rf_log "sleeper exited at start"; return 1; }
+    ((SECONDS < deadline)) || { rf_log "sleeper is not listening on UDP 9 after 10s"; return 1; }
+    sleep 0.1
+  done
+}

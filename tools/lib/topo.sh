@@ -72,8 +72,10 @@ topo_spawn() {
 # _topo_link NS_A IF_A ADDR_A NS_B IF_B ADDR_B (addresses with prefix length)
 _topo_link() {
   ip -n "$1" link add "$2" type veth peer name "$5" netns "$4"
-  ip -n "$1" addr add "$3" dev "$2"
-  ip -n "$4" addr add "$6" dev "$5"
+  # brd +: the subnet's broadcast address, as DHCP or networkd set it on a real LAN
+  # (Wake-on-LAN packets go there).
+  ip -n "$1" addr add "$3" brd + dev "$2"
+  ip -n "$4" addr add "$6" brd + dev "$5"
   ip -n "$1" link set "$2" up
   ip -n "$4" link set "$5" up
 }
