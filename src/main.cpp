@@ -70,6 +70,9 @@ void log_stats(const rf::dataplane::Engine& engine) {
             (unsigned long long)c.conns_failed.load(), (unsigned long long)c.bytes_up.load(),
             (unsigned long long)c.bytes_down.load());
   }
+  // Connections closed before a route was chosen (bad PROXY header or ClientHello, unknown
+  // server name): no route to count them on.
+  RF_INFO("stats unrouted rejected=%llu", (unsigned long long)engine.rejected_connections());
 }
 
 uint64_t now_us() {

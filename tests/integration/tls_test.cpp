@@ -883,6 +883,18 @@ TEST_P(Tls, BadHellosAreClosed) {
   EXPECT_TRUE(contains(log, "closed: client closed before the route was known")) << log;
   EXPECT_TRUE(contains(log, "tls.hello_timeout_ms")) << log;
   EXPECT_TRUE(contains(log, "too large")) << log;
+
+  // Counted too: the five bad clients (the good curl is not) in the unrouted counter.
+  const size_t lines = count_of(d_.log(), "stats unrouted rejected=");
+  d_.signal(SIGUSR1);
+  for (auto t0 = Clock::now(); Clock::now() - t0 < seconds(3);) {
+    if (count_of(d_.log(), "stats unrouted rejected=") > lines) break;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  const std::string after = d_.log();
+  const size_t at = after.rfind("stats unrouted rejected=");
+  ASSERT_NE(at, std::string::npos) << after;
+  EXPECT_EQ(std::stoul(after.substr(at + std::strlen("stats unrouted rejected="))), 5u) << after;
 }
 
 // 5. PROXY headers out, checked byte for byte.
