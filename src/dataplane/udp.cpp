@@ -288,6 +288,12 @@ struct UdpPath::Impl {
   void flush_up(uint32_t fi, unsigned first, unsigned count);
   unsigned gso_run(unsigned i, unsigned n) const;
   int send_gso(int fd, unsigned first, unsigned count);
+  // Sends out[first, first+count) on fd (one destination: a flow's socket, or one client):
+  // GSO runs where they pay, sendmmsg for the rest. A datagram the kernel refuses is skipped
+  // after on_error(errno); a full socket buffer drops the rest (UDP). Returns payload bytes
+  // sent (each datagram's last iovec: without a PROXY header).
+  template <typename OnError>
+  uint64_t send_out(int fd, unsigned first, unsigned count, OnError&& on_error);
   uint32_t create_flow(uint32_t li, unsigned i, const FlowKey& key);
   void refuse(const routing::ResolvedRoute* route, const sockaddr_storage& client, const char* why);
   void flow_failed(FlowSlot& f, int err, const char* what);
@@ -328,7 +334,7 @@ struct UdpPath::Impl {
   std::array<std::array<iovec, 2>, kBatch> out_iov{};
   // UDP GSO: one send for a run of equal-size datagrams (probed: off after the first refusal).
   std::array<iovec, 2 * kBatch> gso_iov{};
-  alignas(cmsghdr) std::array<uint8_t, CMSG_SPACE(sizeof(uint16_t))> gso_ctl{};
+  alignas(cmsghdr) std::array<uint8_t, kCtlBytes + CMSG_SPACE(sizeof(uint16_t))> gso_ctl{};
   bool gso = true;
 
   log::RateLimit warn{20};
@@ -548,31 +554,36 @@ int UdpPath::Impl::send_gso(int fd, unsigned first, unsigned count) {
     const msghdr& o = out[first + k].msg_hdr;
     for (size_t j = 0; j < o.msg_iovlen; ++j) gso_iov[iovs++] = o.msg_iov[j];
   }
-  const uint16_t seg = uint16_t(wire_len(out[first].msg_hdr));
+  const msghdr& head = out[first].msg_hdr;  // every datagram of the run shares it
+  const uint16_t seg = uint16_t(wire_len(head));
   msghdr m{};
+  m.msg_name = head.msg_name;
+  m.msg_namelen = head.msg_namelen;
   m.msg_iov = gso_iov.data();
   m.msg_iovlen = iovs;
-  m.msg_control = gso_ctl.data();
-  m.msg_controllen = gso_ctl.size();
-  cmsghdr* c = CMSG_FIRSTHDR(&m);
+  // The datagrams' own control data (IP_PKTINFO: the source address), then UDP_SEGMENT.
+  const size_t own = head.msg_control ? head.msg_controllen : 0;
+  if (own) std::memcpy(gso_ctl.data(), head.msg_control, own);
+  cmsghdr* c = reinterpret_cast<cmsghdr*>(gso_ctl.data() + own);
   c->cmsg_level = SOL_UDP;
   c->cmsg_type = UDP_SEGMENT;
   c->cmsg_len = CMSG_LEN(sizeof seg);
   std::memcpy(CMSG_DATA(c), &seg, sizeof seg);
+  m.msg_control = gso_ctl.data();
+  m.msg_controllen = own + CMSG_SPACE(sizeof seg);
   for (;;) {
     if (::sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) return 0;
     if (errno != EINTR) return errno;
   }
 }
 
-void UdpPath::Impl::flush_up(uint32_t fi, unsigned first, unsigned count) {
-  FlowSlot& f = flows[fi];
-  f.last_active = now;
+template <typename OnError>
+uint64_t UdpPath::Impl::send_out(int fd, unsigned first, unsigned count, OnError&& on_error) {
   uint64_t bytes = 0;
   auto payload = [&](unsigned from, unsigned n) {
     for (unsigned k = 0; k < n; ++k) {
       const msghdr& o = out[first + from + k].msg_hdr;
-      bytes += o.msg_iov[o.msg_iovlen - 1].iov_len;  // the payload, without the PROXY header
+      bytes += o.msg_iov[o.msg_iovlen - 1].iov_len;
     }
   };
   unsigned done = 0;
@@ -581,7 +592,7 @@ void UdpPath::Impl::flush_up(uint32_t fi, unsigned first, unsigned count) {
     if (gso) {
       const unsigned k = gso_run(first + done, count - done);
       if (k >= kGsoMinRun) {
-        const int err = send_gso(f.fd.get(), first + done, k);
+        const int err = send_gso(fd, first + done, k);
         if (err == 0) {
           payload(done, k);
           done += k;
@@ -595,7 +606,7 @@ void UdpPath::Impl::flush_up(uint32_t fi, unsigned first, unsigned count) {
                   std::strerror(err));
           continue;
         }
-        flow_failed(f, err, "send to");
+        on_error(err);
         done += k;
         continue;
       }
@@ -603,19 +614,26 @@ void UdpPath::Impl::flush_up(uint32_t fi, unsigned first, unsigned count) {
       limit = done + 1;
       while (limit < count && gso_run(first + limit, count - limit) < kGsoMinRun) ++limit;
     }
-    const int r =
-        ::sendmmsg(f.fd.get(), &out[first + done], limit - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+    const int r = ::sendmmsg(fd, &out[first + done], limit - done, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;  // UDP: dropped
       // The datagram at `done` is not sent (ICMP error from an earlier one, too big): skip it.
-      flow_failed(f, errno, "send to");
+      on_error(errno);
       ++done;
       continue;
     }
     payload(done, unsigned(r));
     done += unsigned(r);
   }
+  return bytes;
+}
+
+void UdpPath::Impl::flush_up(uint32_t fi, unsigned first, unsigned count) {
+  FlowSlot& f = flows[fi];
+  f.last_active = now;
+  const uint64_t bytes =
+      send_out(f.fd.get(), first, count, [&](int err) { flow_failed(f, err, "send to"); });
   if (bytes) f.route->counters->bytes_up.fetch_add(bytes, std::memory_order_relaxed);
 }
 
@@ -642,7 +660,6 @@ void UdpPath::Impl::drain_flow(uint32_t fi) {
       return;
     }
     unsigned m = 0;
-    uint64_t bytes = 0;
     for (unsigned i = 0; i < unsigned(n); ++i) {
       if (in[i].msg_hdr.msg_flags & MSG_TRUNC) continue;
       msghdr& o = out[m].msg_hdr;
@@ -653,25 +670,12 @@ void UdpPath::Impl::drain_flow(uint32_t fi) {
       o.msg_flags = 0;
       out_iov[m][0] = iovec{in_iov[i].iov_base, in[i].msg_len};
       o.msg_iovlen = 1;
-      bytes += in[i].msg_len;
       ++m;
     }
     f.last_active = now;
-    unsigned done = 0;
-    while (done < m) {
-      const int r = ::sendmmsg(l.fd.get(), &out[done], m - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-          for (unsigned k = done; k < m; ++k) bytes -= out_iov[k][0].iov_len;
-          break;
-        }
-        bytes -= out_iov[done][0].iov_len;
-        ++done;  // a client address the kernel will not send to: skip that datagram
-        continue;
-      }
-      done += unsigned(r);
-    }
+    // Replies to one client: a run of equal-size ones leaves as one GSO send from the
+    // listening socket. A client address the kernel will not send to loses that datagram.
+    const uint64_t bytes = send_out(l.fd.get(), 0, m, [](int) {});
     if (bytes) f.route->counters->bytes_down.fetch_add(bytes, std::memory_order_relaxed);
     if (unsigned(n) < kBatch) return;
   }

@@ -441,10 +441,17 @@ TEST_F(UdpForward, IdleFlowExpires) {
 
 // Bursts of equal-size datagrams (which the daemon may send on as one GSO train) arrive as
 // the same datagrams: sizes, contents and count, with a shorter one closing each burst.
-TEST_F(UdpForward, BurstsArriveAsTheSameDatagrams) {
+// Both ways: the echo's replies come back in bursts too, and on a wildcard listener they
+// carry the source address (IP_PKTINFO) beside the segment size.
+class UdpBursts : public UdpForward, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(UdpBursts, ArriveAsTheSameDatagrams) {
   UdpServer echo(free_port());
   uint16_t lp = free_port();
-  IT_START_DAEMON(config({udp_route("burst", lp, echo.port())}));
+  IT_START_DAEMON(config({R"({"id":"burst","protocol":"udp","listen":")" + GetParam() +
+                          R"(","listen_port":)" + std::to_string(lp) +
+                          R"(,"target":{"host":"127.0.0.1","port":)" +
+                          std::to_string(echo.port()) + "}}"}));
   Fd c = udp_client(lp);
   int big = 8 << 20;
   setsockopt(c.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
@@ -478,6 +485,9 @@ TEST_F(UdpForward, BurstsArriveAsTheSameDatagrams) {
   EXPECT_EQ(got.size(), sent.size()) << "datagrams lost or merged";
   EXPECT_TRUE(got == want) << "a datagram came back with other bytes or another size";
 }
+
+INSTANTIATE_TEST_SUITE_P(Listen, UdpBursts, ::testing::Values("127.0.0.1", "0.0.0.0"),
+                         [](const auto& info) { return info.param == "0.0.0.0" ? "wildcard" : "loopback"; });
 
 // SIGTERM: no new flows; a flow still carrying datagrams keeps working, quiet flows end
 // after about 2 s, and the daemon then exits 0 by itself (not after udp_idle_timeout_s).
