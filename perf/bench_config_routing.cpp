@@ -18,7 +18,6 @@ constexpr uint16_t kFirstPort = 20000;
 // The listen port of route i: consecutive from kFirstPort, one port per route (every fifth
 // route is a small range and takes 4 ports).
 struct Layout {
-  std::vector<uint16_t> tcp_ports;  // every TCP listen port, for lookups
   std::string json;
 };
 
@@ -71,14 +70,14 @@ Layout make_config(int n) {
             R"( "target": { "gateway": "home", "lan_host": "192.168.%u.%u", "lan_port": 3389 },)"
             R"( "wol": { "mac": "aa:bb:cc:%02x:%02x:%02x" } })",
             i, port, a, b, (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
-        l.tcp_ports.push_back(static_cast<uint16_t>(port++));
+        port++;
         break;
       case 3:  // tcp+udp direct
         len = std::snprintf(buf, sizeof buf,
             R"(    { "id": "dns-%d", "protocol": "tcp+udp", "listen": "0.0.0.0", "listen_port": %u,)"
             R"( "target": { "host": "192.0.2.%u", "port": 53 } })",
             i, port, b);
-        l.tcp_ports.push_back(static_cast<uint16_t>(port++));
+        port++;
         break;
       case 4:  // allow list + limits
         len = std::snprintf(buf, sizeof buf,
@@ -87,21 +86,21 @@ Layout make_config(int n) {
             R"( "allow": ["203.0.113.0/24", "2001:db8::/32"],)"
             R"( "timeouts": { "connect_timeout_ms": 2000, "idle_timeout_s": 600 } })",
             i, port, a, b);
-        l.tcp_ports.push_back(static_cast<uint16_t>(port++));
+        port++;
         break;
       case 5:  // PROXY protocol to the target
         len = std::snprintf(buf, sizeof buf,
             R"(    { "id": "web-%d", "protocol": "tcp", "listen_port": %u,)"
             R"( "target": { "host": "127.0.0.1", "port": 8080 }, "proxy_protocol": "v2" })",
             i, port);
-        l.tcp_ports.push_back(static_cast<uint16_t>(port++));
+        port++;
         break;
       default:  // plain SSH-like LAN forwards
         len = std::snprintf(buf, sizeof buf,
             R"(    { "id": "ssh-%d", "protocol": "tcp", "listen_port": %u,)"
             R"( "target": { "gateway": "%s", "lan_host": "192.168.%u.%u", "lan_port": 22 } })",
             i, port, (i & 1) ? "home" : "office", a, b);
-        l.tcp_ports.push_back(static_cast<uint16_t>(port++));
+        port++;
         break;
     }
     j.append(buf, static_cast<size_t>(len));
@@ -158,9 +157,10 @@ void BM_RouteTableBuild(benchmark::State& state) {
 }
 BENCHMARK(BM_RouteTableBuild)->Arg(10)->Arg(1000)->Unit(benchmark::kMicrosecond);
 
-// The accept path: one lookup per new connection, cycling over every configured TCP port
-// (hits) and, with misses=1, over ports nobody listens on.
-void BM_RouteLookupTcp(benchmark::State& state) {
+// The per-connection route choice on a shared TLS port: one SNI lookup per new connection,
+// cycling over every name served on 443 (hits) and, with misses=1, over names nobody serves
+// (a listener already knows its port: plain routes need no lookup at all).
+void BM_SniDispatch(benchmark::State& state) {
   const Layout& l = layout(static_cast<int>(state.range(0)));
   const bool misses = state.range(1) != 0;
   auto r = rf::config::parse(l.json);
@@ -173,36 +173,29 @@ void BM_RouteLookupTcp(benchmark::State& state) {
     state.SkipWithError(("build failed: " + t.error().str()).c_str());
     return;
   }
-  const rf::routing::RouteTable& table = **t;
-  std::vector<uint16_t> ports = l.tcp_ports;
-  if (misses) {
-    for (auto& p : ports) p = static_cast<uint16_t>(p + 30000);  // 50000+: nothing there
-  } else {
-    // Only the routes this build serves over TCP are in the table (a build may skip routes
-    // whose features it lacks, and says so in its log): look those up.
-    std::vector<uint16_t> served;
-    for (uint16_t p : ports)
-      if (table.lookup_tcp(p) != nullptr) served.push_back(p);
-    if (served.empty()) {
-      state.SkipWithError("no TCP route of the config is in the table");
-      return;
-    }
-    ports = std::move(served);
+  const rf::routing::TcpPort* tls = nullptr;
+  for (const auto& p : (*t)->tcp_ports())
+    if (p.port == 443) tls = &p;
+  if (!tls || tls->exact.empty()) {
+    state.SkipWithError("no TLS routes on port 443 in the config");
+    return;
   }
-  const size_t n = ports.size();
+  std::vector<std::string> names;
+  for (const auto& [name, route] : tls->exact) names.push_back(misses ? "x" + name : name);
+  const size_t n = names.size();
   size_t i = 0;
   uint64_t found = 0;
   for (auto _ : state) {
-    const rf::routing::ResolvedRoute* route = table.lookup_tcp(ports[i]);
+    const rf::routing::ResolvedRoute* route = tls->by_sni(names[i]);
     benchmark::DoNotOptimize(route);
     found += route != nullptr;
     if (++i == n) i = 0;
   }
   benchmark::DoNotOptimize(found);
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
-  state.counters["tcp_ports"] = static_cast<double>(n);
+  state.counters["names"] = static_cast<double>(n);
 }
-BENCHMARK(BM_RouteLookupTcp)
+BENCHMARK(BM_SniDispatch)
     ->ArgsProduct({{10, 1000}, {0, 1}})
     ->ArgNames({"routes", "misses"});
 

@@ -12,14 +12,6 @@
 
 namespace rf::dataplane {
 
-namespace {
-// Errors that mean the peer is gone abruptly (as opposed to a FIN).
-bool is_reset(int err) {
-  return err == ECONNRESET || err == EPIPE || err == ETIMEDOUT || err == EHOSTUNREACH ||
-         err == ENETUNREACH || err == ECONNABORTED;
-}
-}  // namespace
-
 // ---------------------------------------------------------------- splice
 
 // Moves as much as possible from src to dst for direction d; arms a poll where it must wait.

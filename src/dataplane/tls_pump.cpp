@@ -16,10 +16,6 @@ namespace rf::dataplane {
 
 namespace {
 constexpr uint32_t kTlsChunk = 16384;  // one TLS record of plaintext
-bool is_reset(int err) {
-  return err == ECONNRESET || err == EPIPE || err == ETIMEDOUT || err == EHOSTUNREACH ||
-         err == ENETUNREACH || err == ECONNABORTED;
-}
 }  // namespace
 
 void Worker::start_tls(Session& s, uint32_t idx) {

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -74,6 +75,12 @@ struct Listener {
   bool armed = false;
   bool closing = false;
 };
+
+// Errors that mean the peer is gone abruptly (as opposed to a FIN): passed on as an RST.
+inline bool is_reset(int err) {
+  return err == ECONNRESET || err == EPIPE || err == ETIMEDOUT || err == EHOSTUNREACH ||
+         err == ENETUNREACH || err == ECONNABORTED;
+}
 
 // One direction of a connection: src -> dst.
 struct Flow {

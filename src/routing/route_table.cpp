@@ -195,7 +195,6 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config
       const std::string key = net::to_string(a);
       if (r.has_udp()) t->udp_ports_.push_back(UdpPort{key + "/udp", &rr, uint16_t(p)});
       if (!r.has_tcp()) continue;
-      if (t->tcp_by_port_[p] == 0) t->tcp_by_port_[p] = uint16_t(i + 1);
       auto [it, fresh] = tcp_index.emplace(key, t->tcp_ports_.size());
       if (fresh) {
         TcpPort tp;

@@ -401,22 +401,26 @@ Conn::Io Conn::status_of(int ret) {
 Conn::Io Conn::handshake() {
   const int ret = wolfSSL_accept(as_ssl(ssl_));
   if (ret == WOLFSSL_SUCCESS) return Io::Ok;
-  const Io io = status_of(ret);
-  if (io == Io::Error) error_.insert(0, "handshake: ");
-  return io;
+  return failed(ret, "handshake: ");
 }
 
-Conn::Io Conn::read(uint8_t* buf, size_t cap, size_t& n) {
-  n = 0;
-  const int want = int(std::min(cap, size_t(INT_MAX)));
-  const int ret = wolfSSL_read(as_ssl(ssl_), buf, want);
+Conn::Io Conn::moved(int ret, size_t& n, const char* what) {
   if (ret > 0) {
     n = size_t(ret);
     return Io::Ok;
   }
+  n = 0;
+  return failed(ret, what);
+}
+
+Conn::Io Conn::failed(int ret, const char* what) {
   const Io io = status_of(ret);
-  if (io == Io::Error) error_.insert(0, "read: ");
+  if (io == Io::Error) error_.insert(0, what);
   return io;
+}
+
+Conn::Io Conn::read(uint8_t* buf, size_t cap, size_t& n) {
+  return moved(wolfSSL_read(as_ssl(ssl_), buf, int(std::min(cap, size_t(INT_MAX)))), n, "read: ");
 }
 
 // wolfSSL keeps the records it has already built for buf; after WANT_WRITE it resumes from
@@ -424,15 +428,8 @@ Conn::Io Conn::read(uint8_t* buf, size_t cap, size_t& n) {
 Conn::Io Conn::write(const uint8_t* buf, size_t len, size_t& n) {
   n = 0;
   if (len == 0) return Io::Ok;
-  const int want = int(std::min(len, size_t(INT_MAX)));
-  const int ret = wolfSSL_write(as_ssl(ssl_), buf, want);
-  if (ret > 0) {
-    n = size_t(ret);
-    return Io::Ok;
-  }
-  const Io io = status_of(ret);
-  if (io == Io::Error) error_.insert(0, "write: ");
-  return io;
+  return moved(wolfSSL_write(as_ssl(ssl_), buf, int(std::min(len, size_t(INT_MAX)))), n,
+               "write: ");
 }
 
 void Conn::shutdown() {

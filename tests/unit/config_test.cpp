@@ -20,24 +20,8 @@ namespace {
 using rf::test::kCertPem;
 using rf::test::kKeyPem;
 using rf::test::TempDir;
-
-// The certificate files of the terminate routes, shared by all tests of this program.
-const TempDir& tls_dir() {
-  static const TempDir dir;
-  static const bool written = [] {
-    dir.write("wiki.pem", kCertPem);
-    dir.write("wiki.key", kKeyPem);
-    return true;
-  }();
-  (void)written;
-  return dir;
-}
-
-// Replaces @DIR@ with the certificate directory, so that cases can name real files.
-std::string with_dir(std::string s) {
-  for (size_t at; (at = s.find("@DIR@")) != s.npos;) s.replace(at, 5, tls_dir().path());
-  return s;
-}
+using rf::test::tls_dir;
+using rf::test::with_dir;
 
 std::string edge(const std::string& routes, const std::string& extra = "") {
   return R"({"role": "edge", "gateways": [{"id": "home", "tunnel_ip": "10.8.0.2"}], )" + extra +

@@ -24,24 +24,8 @@ namespace {
 using rf::test::kCertPem;
 using rf::test::kKeyPem;
 using rf::test::TempDir;
-
-const TempDir& tls_dir() {
-  static const TempDir dir;
-  static const bool written = [] {
-    dir.write("wiki.pem", kCertPem);
-    dir.write("wiki.key", kKeyPem);
-    dir.write("other.pem", kCertPem);
-    dir.write("other.key", kKeyPem);
-    return true;
-  }();
-  (void)written;
-  return dir;
-}
-
-std::string with_dir(std::string s) {
-  for (size_t at; (at = s.find("@DIR@")) != s.npos;) s.replace(at, 5, tls_dir().path());
-  return s;
-}
+using rf::test::tls_dir;
+using rf::test::with_dir;
 
 std::string dump(const std::vector<Problem>& problems) {
   std::string s;

@@ -55,6 +55,27 @@ class TempDir {
   std::string path_;
 };
 
+// The certificate files of terminate routes, written once per test program: wiki.pem/.key and
+// other.pem/.key (the same test pair).
+inline const TempDir& tls_dir() {
+  static const TempDir dir;
+  static const bool written = [] {
+    for (const char* name : {"wiki", "other"}) {
+      dir.write(std::string(name) + ".pem", kCertPem);
+      dir.write(std::string(name) + ".key", kKeyPem);
+    }
+    return true;
+  }();
+  (void)written;
+  return dir;
+}
+
+// Replaces @DIR@ with the certificate directory, so that cases can name real files.
+inline std::string with_dir(std::string s) {
+  for (size_t at; (at = s.find("@DIR@")) != s.npos;) s.replace(at, 5, tls_dir().path());
+  return s;
+}
+
 // The SPEC §3 edge example; @DIR@ stands for the directory holding wiki.pem / wiki.key.
 inline constexpr const char* kSpecEdgeExample = R"({
   "role": "edge",

@@ -103,11 +103,6 @@ class RouteTable {
   const ResolvedRoute* find(std::string_view id) const;
 
   const std::vector<ResolvedRoute>& routes() const { return routes_; }
-  // The TCP route listening on port p (nullptr if none). O(1).
-  const ResolvedRoute* lookup_tcp(uint16_t port) const {
-    uint16_t i = tcp_by_port_[port];
-    return i == 0 ? nullptr : &routes_[i - 1];
-  }
   const config::Config& config() const { return cfg_; }
   const std::vector<TcpPort>& tcp_ports() const { return tcp_ports_; }
   const std::vector<UdpPort>& udp_ports() const { return udp_ports_; }
@@ -117,7 +112,6 @@ class RouteTable {
   std::vector<ResolvedRoute> routes_;
   std::vector<TcpPort> tcp_ports_;
   std::vector<UdpPort> udp_ports_;
-  std::array<uint16_t, 65536> tcp_by_port_{};  // route index + 1; 0 = none
 };
 
 }  // namespace rf::routing

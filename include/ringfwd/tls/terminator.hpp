@@ -97,6 +97,10 @@ class Conn {
  private:
   Conn() = default;
   Io status_of(int ret);
+  // A failed wolfSSL call: its Io, with `what` in front of the error text.
+  Io failed(int ret, const char* what);
+  // A read/write result: n bytes moved (Ok), or failed().
+  Io moved(int ret, size_t& n, const char* what);
   static int recv_cb(void* ssl, char* buf, int sz, void* ctx);
   static int send_cb(void* ssl, char* buf, int sz, void* ctx);
   std::shared_ptr<ServerContext> ctx_;
