@@ -15,6 +15,8 @@
 #include "ringfwd/control/controller.hpp"
 #include "ringfwd/dataplane/engine.hpp"
 #include "ringfwd/routing/route_table.hpp"
+#include "ringfwd/sync/protocol.hpp"
+#include "ringfwd/sync/sync.hpp"
 #include "ringfwd/tls/check.hpp"
 #include "control/dbus_service.hpp"
 #include "ringfwd_build_config.h"
@@ -137,6 +139,37 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   rf::config::Config cfg = *loaded.config;
+  const rf::config::Config file_cfg = cfg;
+  const bool sync_gateway = cfg.role == rf::config::Role::Gateway && cfg.sync.has_value();
+  std::string synced_hash, synced_routes = "[]";
+  if (sync_gateway) {
+    if (!cfg.routes.empty()) {
+      RF_ERROR("%s: routes: a gateway with a sync section gets its routes from the edge; "
+               "remove them from the file (or remove the sync section), not starting",
+               config_path.c_str());
+      return kExitConfig;
+    }
+    // The last set the edge sent: served at once, even while the edge is unreachable.
+    const std::string stored = rf::sync::stored_path(cfg);
+    auto s = rf::sync::read_stored(stored);
+    if (!s) {
+      if (s.error().code == std::errc::no_such_file_or_directory)
+        RF_INFO("sync: no stored routes yet (%s); waiting for the edge", stored.c_str());
+      else
+        RF_WARN("sync: stored routes not used: %s; waiting for the edge", s.error().str().c_str());
+    } else if (auto combined = rf::sync::combine(cfg, s->routes); !combined) {
+      RF_WARN("sync: stored routes %s not used: %s; waiting for the edge", stored.c_str(),
+              combined.error().str().c_str());
+    } else {
+      cfg = std::move(*combined);
+      synced_hash = s->hash;
+      synced_routes = boost::json::serialize(s->routes);
+      RF_INFO("sync: serving the stored route set %.12s (%zu routes) until the edge answers",
+              synced_hash.c_str(), cfg.routes.size());
+    }
+  }
+  std::shared_ptr<rf::routing::GatewayLinks> links;
+  if (cfg.role == rf::config::Role::Edge) links = std::make_shared<rf::routing::GatewayLinks>();
 
   raise_fd_limit();
   // Writes to a peer that vanished must fail with EPIPE, not kill the process.
@@ -152,7 +185,7 @@ int main(int argc, char** argv) {
     RF_ERROR("%s", mode.error().str().c_str());
     return kExitStart;
   }
-  auto table = rf::routing::RouteTable::build(cfg);
+  auto table = rf::routing::RouteTable::build(cfg, nullptr, links.get());
   if (!table) {
     RF_ERROR("%s", table.error().str().c_str());
     return kExitStart;
@@ -167,7 +200,19 @@ int main(int argc, char** argv) {
     return kExitStart;
   }
   auto& engine = *engine_r.value();
-  rf::control::Controller controller(config_path, cfg, engine);
+  rf::control::Controller controller(config_path, cfg, engine, links);
+  if (sync_gateway) controller.init_synced(synced_hash, synced_routes);
+  std::unique_ptr<rf::sync::Server> sync_server;
+  if (cfg.role == rf::config::Role::Edge && cfg.sync) {
+    auto started = rf::sync::Server::start(controller, links, cfg.sync->listen);
+    if (!started) {
+      RF_ERROR("cannot start: %s", started.error().str().c_str());
+      return kExitStart;
+    }
+    sync_server = std::move(started.value());
+    rf::sync::Server* srv = sync_server.get();
+    controller.set_on_change([srv] { srv->notify(); });
+  }
   std::unique_ptr<rf::control::DbusService> dbus;
   if (bus != "none") {
     auto started = rf::control::DbusService::start(bus, controller);
@@ -177,6 +222,19 @@ int main(int argc, char** argv) {
       return kExitStart;
     }
     dbus = std::move(started.value());
+  }
+  std::unique_ptr<rf::sync::Client> sync_client;
+  if (sync_gateway) {
+    auto started = rf::sync::Client::start(controller, file_cfg, [&dbus] {
+      if (dbus) dbus->routes_changed();
+    });
+    if (!started) {
+      RF_ERROR("cannot start: %s", started.error().str().c_str());
+      return kExitStart;
+    }
+    sync_client = std::move(started.value());
+    rf::sync::Client* cl = sync_client.get();
+    controller.set_sync_status([cl] { return cl->status_json(); });
   }
   RF_INFO("dataplane: %s", why.c_str());
   RF_INFO("ready: role=%s dataplane=%s workers=%u listeners=%zu",
@@ -218,6 +276,11 @@ int main(int argc, char** argv) {
   }
 
   sd_notify(0, "STOPPING=1");
+  // No route set arrives or leaves while stopping (the gateways see the edge go).
+  controller.set_sync_status(nullptr);
+  controller.set_on_change(nullptr);
+  sync_client.reset();
+  sync_server.reset();
   engine.stop_accepting();
   cfg = controller.running();
   const double deadline = now_s() + cfg.limits.drain_timeout_s;

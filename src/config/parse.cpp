@@ -387,7 +387,8 @@ constexpr std::string_view kRouteKeys[]{"id",
                                         "allow",
                                         "proxy_protocol",
                                         "accept_proxy_protocol",
-                                        "wol"};
+                                        "wol",
+                                        "hop"};
 constexpr std::string_view kTargetKeys[]{"host", "port", "gateway", "lan_host", "lan_port"};
 constexpr std::string_view kTlsKeys[]{"mode", "domains", "default", "cert", "key", "alpn",
                                       "hello_timeout_ms"};
@@ -949,6 +950,9 @@ class Parser {
                 if (auto b = bool_of(val, kp)) r.accept_proxy_protocol = *b;
               } else if (key == "wol") {
                 r.wol = walk_wol(val, kp);
+              } else if (key == "hop") {
+                if (role_ != Role::Gateway) return only_for(kp, Role::Gateway);
+                if (auto b = bool_of(val, kp)) r.hop = *b;
               }
             });
     require(*o, p, "id");
@@ -972,6 +976,17 @@ class Parser {
     if (proto_ok && r.proxy_protocol == ProxyProtocol::V1 && r.has_udp())
       problem(member(p, "proxy_protocol"),
               "PROXY protocol v1 describes TCP only; use \"v2\" for a route with udp");
+    if (r.hop) {
+      // The edge did TLS and reads the client's PROXY header; the gateway reads the edge's.
+      if (tls_ok && r.tls.mode != TlsMode::None)
+        problem(member(p, "tls"), "a hop route carries no TLS (the edge passes it on or ends it)");
+      if (r.accept_proxy_protocol)
+        problem(member(p, "accept_proxy_protocol"),
+                "a hop route always reads the edge's PROXY header; leave this out");
+      if (!has_sync_)
+        problem(member(p, "hop"), "needs a \"sync\" section (the edge's address: only it may "
+                                  "send the hop header)");
+    }
     if (r.wol && target_ok && role_ == Role::Edge && !r.target.via_gateway())
       problem(member(p, "wol"),
               "only valid for a route to a LAN device behind a gateway "

@@ -103,6 +103,7 @@ json::object route(const Route& r) {
     o["proxy_protocol"] = str(to_string(r.proxy_protocol));
   if (r.accept_proxy_protocol) o["accept_proxy_protocol"] = true;
   if (r.wol) o["wol"] = wol(*r.wol);
+  if (r.hop) o["hop"] = true;
   return o;
 }
 
@@ -187,5 +188,7 @@ std::string to_json(const Config& cfg) {
   out += '\n';
   return out;
 }
+
+std::string to_json(const Route& r) { return json::serialize(route(r)); }
 
 }  // namespace rf::config

@@ -43,6 +43,9 @@ class StubManager final : public sdbus::AdaptorInterfaces<io::ringfwd1::Manager_
   void ApplyConfig(const std::string&) override { emitRoutesChanged(); }
   std::string GetStats() override { return "{}"; }
   void Reload() override {}
+  std::string ListGateways() override { return "[]"; }
+  std::string AddGateway(const std::string&) override { return "{}"; }
+  void RemoveGateway(const std::string&) override {}
   std::string Role() override { return "edge"; }
   std::string Version() override { return "stub"; }
   std::string Dataplane() override { return "copy"; }

@@ -40,6 +40,13 @@ class Manager final : public sdbus::AdaptorInterfaces<io::ringfwd1::Manager_adap
   void ApplyConfig(const std::string& config) override { mutate(c_.apply_config(config)); }
   std::string GetStats() override { return c_.get_stats(); }
   void Reload() override { mutate(c_.reload()); }
+  std::string ListGateways() override { return c_.list_gateways(); }
+  std::string AddGateway(const std::string& gateway) override {
+    std::string created;
+    mutate(c_.add_gateway(gateway, &created));
+    return created;
+  }
+  void RemoveGateway(const std::string& id) override { mutate(c_.remove_gateway(id)); }
   std::string Role() override { return c_.role(); }
   std::string Version() override { return RINGFWD_VERSION; }
   std::string Dataplane() override { return c_.dataplane(); }

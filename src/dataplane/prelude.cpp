@@ -52,7 +52,9 @@ void Worker::start_prelude(Session& s, uint32_t idx) {
 
 void Worker::post_prelude_recv(Session& s, uint32_t idx) {
   if (s.stage_len >= kStageBytes) {
-    return reject(s, idx, s.tport->plain ? "PROXY header too long" : "ClientHello too large",
+    return reject(s, idx,
+                  s.tport->plain || !s.tport->hop.empty() ? "PROXY header too long"
+                                                          : "ClientHello too large",
                   "buffer full");
   }
   s.inflight++;
@@ -80,6 +82,40 @@ void Worker::on_prelude_recv(Session& s, uint32_t idx, int res) {
   s.stage_len += uint32_t(res);
   s.last_active = now_;
   const routing::TcpPort& port = *s.tport;
+
+  if (!port.hop.empty()) {
+    // A sync gateway: the edge's hop header names the route and the real client.
+    if (!s.proxy_read) {
+      if (!s.client_known && !ensure_client(s)) return reject(s, idx, "hop", "no peer address");
+      if (!port.hop_peer_ok(s.client))
+        return reject(s, idx, "not the edge", "only the edge may connect to a hop route");
+    }
+    proto::ProxyHeader hdr;
+    auto r = proto::parse_proxy_header({s.stage + s.out_off, s.stage_len - s.out_off}, hdr);
+    if (r.status == proto::ProxyStatus::NeedMore) return post_prelude_recv(s, idx);
+    if (r.status == proto::ProxyStatus::Malformed)
+      return reject(s, idx, "bad hop header", r.why);
+    std::span<const uint8_t> id;
+    if (hdr.version != 2 || !hdr.find_tlv(proto::kTlvRouteId, id))
+      return reject(s, idx, "bad hop header", "no route id (TLV 0xE0)");
+    const routing::ResolvedRoute* route =
+        port.hop_route({reinterpret_cast<const char*>(id.data()), id.size()});
+    if (!route) {
+      char name[80];
+      std::snprintf(name, sizeof name, "route \"%.*s\" (the edge runs a set this gateway has not applied)",
+                    int(std::min<size_t>(id.size(), 64)), reinterpret_cast<const char*>(id.data()));
+      return reject(s, idx, "no hop route for", name);
+    }
+    if (!hdr.local) {
+      s.client = hdr.src;
+      s.local = hdr.dst;
+      s.client_known = s.local_known = true;
+    }
+    s.out_off += uint32_t(r.consumed);
+    s.proxy_read = true;
+    if (!admit(s, idx, route)) return;
+    return connect_target(s, idx);
+  }
 
   if (port.accept_proxy && !s.proxy_read) {
     proto::ProxyHeader hdr;
@@ -141,7 +177,10 @@ void Worker::after_connect(Session& s, uint32_t idx) {
     s.out_end = s.tls ? s.out_off : s.stage_len;
     s.route->counters->bytes_up.fetch_add(s.out_end - s.out_off, std::memory_order_relaxed);
   }
-  if (r.route.proxy_protocol != config::ProxyProtocol::None) {
+  // Towards a sync gateway the hop header replaces the route's own PROXY header (the gateway
+  // sends that one to the LAN device).
+  const config::ProxyProtocol pp = r.hop_out ? config::ProxyProtocol::V2 : r.route.proxy_protocol;
+  if (pp != config::ProxyProtocol::None) {
     if (!s.stage) {
       s.stage = take_stage();
       if (!s.stage) return close_session(s, idx, false, "out of memory");
@@ -155,10 +194,10 @@ void Worker::after_connect(Session& s, uint32_t idx) {
     ensure_client(s);
     uint8_t hdr[kHeadroom];
     size_t n = 0;
-    if (r.route.proxy_protocol == config::ProxyProtocol::V1) {
+    if (pp == config::ProxyProtocol::V1) {
       n = proto::write_proxy_v1(s.client, s.local, {hdr, sizeof hdr});
     } else {
-      proto::Tlv tlvs[2];
+      proto::Tlv tlvs[3];
       size_t nt = 0;
       std::string_view alpn, sni;
       proto::ClientHello hello;
@@ -177,6 +216,10 @@ void Worker::after_connect(Session& s, uint32_t idx) {
         tlvs[nt++] = {proto::kTlvAlpn, {reinterpret_cast<const uint8_t*>(alpn.data()), alpn.size()}};
       if (!sni.empty())
         tlvs[nt++] = {proto::kTlvAuthority, {reinterpret_cast<const uint8_t*>(sni.data()), sni.size()}};
+      if (r.hop_out) {
+        const std::string& id = r.route.id;
+        tlvs[nt++] = {proto::kTlvRouteId, {reinterpret_cast<const uint8_t*>(id.data()), id.size()}};
+      }
       n = proto::write_proxy_v2(s.client, s.local, false, {tlvs, nt}, {hdr, sizeof hdr});
     }
     if (n == 0 || n > s.out_off) return close_session(s, idx, false, "PROXY header does not fit");

@@ -733,7 +733,12 @@ uint32_t UdpPath::Impl::create_flow(uint32_t li, unsigned i, const FlowKey& key)
     refuse(route, client, "shutting down");
     return kNone;
   }
-  if (!route->allows(client)) {
+  if (route->gateway_offline()) {
+    refuse(route, client, "the gateway is offline");
+    return kNone;
+  }
+  // A hop route's datagrams come from the edge, which checked the client and its limits.
+  if (!route->route.hop && !route->allows(client)) {
     refuse(route, client, "not in the allow list");
     return kNone;
   }
@@ -755,7 +760,7 @@ uint32_t UdpPath::Impl::create_flow(uint32_t li, unsigned i, const FlowKey& key)
     return kNone;
   }
   ClientKey ck{&shared, addr_of(client, false)};
-  const uint32_t per_client = route->udp_flows_per_client;
+  const uint32_t per_client = route->route.hop ? 0 : route->udp_flows_per_client;
   if (per_client && !client_flows().acquire(ck, per_client)) {
     undo();
     refuse(route, client, "limits.udp_flows_per_client reached for this address");
@@ -806,7 +811,8 @@ uint32_t UdpPath::Impl::create_flow(uint32_t li, unsigned i, const FlowKey& key)
   f.li = li;
   f.last_active = now;
   f.ip_counted = per_client != 0;
-  if (route->route.proxy_protocol == config::ProxyProtocol::V2) {
+  // On a hop route the edge already put the client's header in front of each datagram.
+  if (route->route.proxy_protocol == config::ProxyProtocol::V2 && !route->route.hop) {
     // Written once per flow: client and listener address do not change during its life.
     f.pp_len = uint8_t(
         proto::write_proxy_v2(client, f.local, true, {}, std::span<uint8_t>(f.pp, sizeof f.pp)));

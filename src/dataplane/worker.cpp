@@ -404,6 +404,16 @@ bool Worker::admit(Session& s, uint32_t idx, const routing::ResolvedRoute* route
   routing::RouteCounters& ctr = *route->counters;
   const uint64_t route_active = ctr.conns_active.fetch_add(1, std::memory_order_relaxed);
   s.route = route;  // from here on close_session() gives the route's slot back
+  if (route->gateway_offline()) {
+    // Refused at once (a reset), not left waiting for a connect that cannot succeed.
+    ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
+    char cb[64];
+    if (warn_limit_.allow(unsigned(now_ / 1000)))
+      RF_INFO("route=%s client=%s: refused: gateway %s is offline", route->route.id.c_str(),
+              client_str(s, cb, sizeof cb), route->link->id().c_str());
+    close_session(s, idx, true, nullptr);
+    return false;
+  }
   if (route->max_connections && route_active >= route->max_connections) {
     ctr.conns_refused.fetch_add(1, std::memory_order_relaxed);
     if (warn_limit_.allow(unsigned(now_ / 1000)))

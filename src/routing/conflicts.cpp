@@ -125,7 +125,9 @@ std::vector<Problem> find_conflicts(const config::Config& cfg) {
         out.push_back({route_path(i, field), std::move(msg), ProblemKind::PortConflict});
       };
       const bool a_tls = a.tls.mode != TlsMode::None, b_tls = b.tls.mode != TlsMode::None;
-      const bool tcp_plain = a.has_tcp() && b.has_tcp() && !a_tls && !b_tls;
+      // Hop routes (a sync gateway's) are told apart by the route id in the edge's header.
+      const bool both_hop = a.hop && b.hop;
+      const bool tcp_plain = a.has_tcp() && b.has_tcp() && !a_tls && !b_tls && !both_hop;
       const bool udp = a.has_udp() && b.has_udp();  // TLS never applies to UDP
       if (tcp_plain && udp)
         conflict("listen_port", clash("tcp+udp", overlap, addrs[i], a, b));
@@ -134,6 +136,9 @@ std::vector<Problem> find_conflicts(const config::Config& cfg) {
       else if (udp)
         conflict("listen_port", clash("udp", overlap, addrs[i], a, b));
 
+      if (both_hop && a.has_tcp() && b.has_tcp() && addrs[i].shown != addrs[j].shown)
+        conflict("listen", clash("tcp", overlap, addrs[i], a, b,
+                                 "hop routes sharing a port must listen on the same address"));
       if (!a.has_tcp() || !b.has_tcp() || (!a_tls && !b_tls)) continue;
       if (a_tls != b_tls) {
         conflict("listen_port", clash("tcp", overlap, addrs[i], a, b,

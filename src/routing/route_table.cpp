@@ -94,8 +94,21 @@ const ResolvedRoute* TcpPort::by_sni(std::string_view name) const {
   return fallback;
 }
 
+const ResolvedRoute* TcpPort::hop_route(std::string_view id) const {
+  auto it = std::lower_bound(hop.begin(), hop.end(), id,
+                             [](const auto& e, std::string_view n) { return e.first < n; });
+  return it != hop.end() && it->first == id ? it->second : nullptr;
+}
+
+bool TcpPort::hop_peer_ok(const sockaddr_storage& peer) const {
+  uint8_t a[16], b[16];
+  const bool a4 = net::ip_bytes(peer, a), b4 = net::ip_bytes(hop_peer, b);
+  return hop_peer.ss_family != 0 && a4 == b4 && std::memcmp(a, b, a4 ? 4 : 16) == 0;
+}
+
 const ResolvedRoute* TcpPort::any() const {
   if (plain) return plain;
+  if (!hop.empty()) return hop.front().second;
   if (!exact.empty()) return exact.front().second;
   if (!wildcard.empty()) return wildcard.front().second;
   return fallback;
@@ -107,6 +120,7 @@ std::vector<std::string> TcpPort::route_ids() const {
     if (r && std::find(ids.begin(), ids.end(), r->route.id) == ids.end()) ids.push_back(r->route.id);
   };
   add(plain);
+  for (const auto& e : hop) add(e.second);
   for (const auto& e : exact) add(e.second);
   for (const auto& e : wildcard) add(e.second);
   add(fallback);
@@ -120,8 +134,19 @@ const ResolvedRoute* RouteTable::find(std::string_view id) const {
 }
 
 Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config& cfg,
-                                                            const RouteTable* previous) {
+                                                            const RouteTable* previous,
+                                                            GatewayLinks* links) {
   auto t = std::make_shared<RouteTable>();
+  // A sync gateway accepts hop headers from the edge's tunnel address only.
+  sockaddr_storage edge_addr{};
+  if (cfg.role == config::Role::Gateway && cfg.sync && !cfg.sync->edge.empty()) {
+    socklen_t len = 0;
+    const std::string& e = cfg.sync->edge;
+    std::string host = e.substr(0, e.rfind(':'));
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    if (!net::parse_ip(host, 0, edge_addr, len))
+      return Error::msg("sync.edge: bad address " + e);
+  }
   t->cfg_ = cfg;
   t->routes_.reserve(cfg.routes.size());
   for (const config::Route& r : cfg.routes) {
@@ -156,6 +181,10 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config
       if (!gw) return Error::msg("route " + r.id + ": unknown gateway " + r.target.gateway);
       host = gw->tunnel_ip;
       rr.target_base_port = r.listen_port.first;
+      if (cfg.sync) {
+        rr.hop_out = true;
+        if (links) rr.link = links->get(gw->id);
+      }
     } else if (r.target.is_lan()) {
       host = r.target.lan_host;
       rr.target_base_port = r.target.lan_port;
@@ -206,6 +235,11 @@ Result<std::shared_ptr<const RouteTable>> RouteTable::build(const config::Config
       }
       TcpPort& tp = t->tcp_ports_[it->second];
       if (r.accept_proxy_protocol) tp.accept_proxy = true;
+      if (r.hop) {
+        tp.hop.emplace_back(r.id, &rr);
+        tp.hop_peer = edge_addr;
+        continue;
+      }
       if (r.tls.mode == config::TlsMode::None) {
         tp.plain = &rr;
         continue;

@@ -17,6 +17,9 @@ bool parse_ip(std::string_view ip, uint16_t port, sockaddr_storage& addr, sockle
 Result<void> resolve(const std::string& host, uint16_t port, sockaddr_storage& addr, socklen_t& len);
 void set_port(sockaddr_storage& addr, uint16_t port);
 uint16_t get_port(const sockaddr_storage& addr);
+// The address bytes: true with 4 bytes in out for IPv4 (also IPv4-mapped IPv6), false with 16
+// for IPv6; other families give 16 zero bytes.
+bool ip_bytes(const sockaddr_storage& addr, uint8_t out[16]);
 // "1.2.3.4:80" / "[::1]:80" into a caller buffer (no allocation; hot-path logging).
 const char* format(const sockaddr_storage& addr, char* buf, size_t len);
 std::string to_string(const sockaddr_storage& addr);

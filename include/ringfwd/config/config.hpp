@@ -110,6 +110,9 @@ struct Route {
   ProxyProtocol proxy_protocol = ProxyProtocol::None;
   bool accept_proxy_protocol = false;
   std::optional<Wol> wol;
+  // Gateway role, set by the edge's sync: every TCP connection starts with the edge's PROXY v2
+  // hop header (the real client, the route id in TLV 0xE0); hop routes may share a port.
+  bool hop = false;
 
   bool has_tcp() const { return protocol != Protocol::Udp; }
   bool has_udp() const { return protocol != Protocol::Tcp; }
@@ -215,6 +218,8 @@ RouteParse parse_route(std::string_view route_json, const Config& base,
 // order, defaults written out. parse(to_json(c)) gives back c. blocked_ports is written from
 // file_blocked_ports (the operator's list), never from the effective list.
 std::string to_json(const Config& cfg);
+// One route as compact JSON, the same members to_json(Config) writes for it.
+std::string to_json(const Route& route);
 
 // `ringfwd --check FILE` and `ringfwdctl check FILE`: load_file, every problem on stderr as
 // "path: message" and a count, or a one-line summary on stdout. True when the file is valid.

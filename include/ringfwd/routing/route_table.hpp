@@ -13,6 +13,7 @@
 
 #include "ringfwd/base/result.hpp"
 #include "ringfwd/config/config.hpp"
+#include "ringfwd/routing/gateway_link.hpp"
 
 namespace rf::tls {
 class ServerContext;
@@ -59,6 +60,12 @@ struct ResolvedRoute {
   uint8_t wol_mac[6] = {};
   sockaddr_in wol_to{};  // broadcast address, port 9
   uint32_t wol_wait_ms = 0;
+  // Edge with sync, a route to a gateway: the hop to the gateway starts with a PROXY v2 header
+  // carrying the client and the route id (the route's own proxy_protocol is the gateway's job),
+  // and `link` says whether the gateway is online (new connections are refused when not).
+  bool hop_out = false;
+  std::shared_ptr<GatewayLink> link;
+  bool gateway_offline() const { return link && !link->online(); }
 };
 
 // Everything served on one TCP listen address:port: one plain route, or TLS routes that the
@@ -74,8 +81,15 @@ struct TcpPort {
   const ResolvedRoute* fallback = nullptr;  // "default": true
   bool accept_proxy = false;   // a PROXY header precedes everything
   uint32_t hello_timeout_ms = 0;  // the longest of the port's TLS routes
+  // Sync gateway: routes whose connections come from the edge with a hop header naming the
+  // route (sorted by id), and the only peer address allowed to send one (the edge's).
+  std::vector<std::pair<std::string, const ResolvedRoute*>> hop;
+  sockaddr_storage hop_peer{};
   // Bytes must be read before a route is known or a target connected.
   bool needs_prelude() const { return plain == nullptr || accept_proxy; }
+  const ResolvedRoute* hop_route(std::string_view id) const;
+  // True when `peer` (an accepted connection's) is the edge that may send hop headers.
+  bool hop_peer_ok(const sockaddr_storage& peer) const;
   // The route for a ClientHello's server name (empty: no SNI); nullptr when nothing matches.
   const ResolvedRoute* by_sni(std::string_view name) const;
   // Any route of the port (for logs before the SNI is known).
@@ -98,8 +112,10 @@ class RouteTable {
   RouteTable() = default;
   RouteTable(const RouteTable&) = delete;  // ports point into routes_
   RouteTable& operator=(const RouteTable&) = delete;
+  // `links`: an edge's gateway state (sync); routes to a gateway get its link.
   static Result<std::shared_ptr<const RouteTable>> build(const config::Config& cfg,
-                                                         const RouteTable* previous = nullptr);
+                                                         const RouteTable* previous = nullptr,
+                                                         GatewayLinks* links = nullptr);
   const ResolvedRoute* find(std::string_view id) const;
 
   const std::vector<ResolvedRoute>& routes() const { return routes_; }
