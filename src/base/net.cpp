@@ -79,4 +79,20 @@ std::string to_string(const sockaddr_storage& addr) {
   return format(addr, buf, sizeof buf);
 }
 
+bool ip_bytes(const sockaddr_storage& addr, uint8_t out[16]) {
+  std::memset(out, 0, 16);
+  if (addr.ss_family == AF_INET) {
+    std::memcpy(out, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, 4);
+    return true;
+  }
+  if (addr.ss_family != AF_INET6) return false;
+  const in6_addr& a = reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&a)) {
+    std::memcpy(out, a.s6_addr + 12, 4);
+    return true;
+  }
+  std::memcpy(out, a.s6_addr, 16);
+  return false;
+}
+
 }  // namespace rf::net
