@@ -186,6 +186,7 @@ EOF
           nbcall() { nb call io.ringfwd1 /io/ringfwd1 io.ringfwd1.Manager "$@"; }
           out=$(nbcall ListRoutes) && ok "nobody: ListRoutes" || bad "nobody: ListRoutes: $out"
           out=$(nbcall GetStats) && ok "nobody: GetStats" || bad "nobody: GetStats: $out"
+          out=$(nbcall ListGateways) && ok "nobody: ListGateways" || bad "nobody: ListGateways: $out"
           out=$(nbcall GetRoute s nope)
           [[ "$out" == *'no route "nope"'* ]] && ok "nobody: GetRoute" || bad "nobody: GetRoute: $out"
           out=$(nb get-property io.ringfwd1 /io/ringfwd1 io.ringfwd1.Manager Version) &&
@@ -194,7 +195,8 @@ EOF
             ok "nobody: Properties.GetAll" || bad "nobody: Properties.GetAll: $out"
           out=$(nb introspect io.ringfwd1 /io/ringfwd1) && ok "nobody: Introspect" || bad "nobody: Introspect: $out"
           out=$(nb call io.ringfwd1 /io/ringfwd1 org.freedesktop.DBus.Peer Ping) && ok "nobody: Peer.Ping" || bad "nobody: Peer.Ping: $out"
-          for m in "AddRoute s {}" "UpdateRoute s {}" "RemoveRoute s x" "ApplyConfig s {}" "Reload"; do
+          for m in "AddRoute s {}" "UpdateRoute s {}" "RemoveRoute s x" "ApplyConfig s {}" "Reload" \
+                   "AddGateway s {}" "RemoveGateway s x"; do
             # shellcheck disable=SC2086
             if out=$(nbcall $m); then
               bad "nobody: ${m%% *} was allowed"
