@@ -142,6 +142,14 @@ bool check_file(const std::string& path) {
                  res.problems.size() == 1 ? "" : "s");
     return false;
   }
+  if (res.config->role == Role::Gateway && res.config->sync && !res.config->routes.empty()) {
+    // The daemon would refuse to start: its routes come from the edge.
+    std::fprintf(stderr,
+                 "routes: a gateway with a \"sync\" section gets its routes from the edge; "
+                 "remove them (or the sync section)\n%s: 1 problem\n",
+                 path.c_str());
+    return false;
+  }
   std::printf("%s: ok (%zu routes, role %s)\n", path.c_str(), res.config->routes.size(),
               std::string(to_string(res.config->role)).c_str());
   return true;
