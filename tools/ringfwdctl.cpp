@@ -8,12 +8,20 @@
 //   2 usage error
 //   3 cannot reach the bus or the daemon
 //   4 not found (io.ringfwd1.Error.NotFound)
-// --json prints the daemon's JSON unchanged (routes, route, stats).
+// --json prints the daemon's JSON unchanged (routes, route, stats, gateways, gateway add).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <exception>
 #include <fstream>
 #include <iostream>
@@ -29,6 +37,7 @@
 #include <boost/json.hpp>
 #include <sdbus-c++/sdbus-c++.h>
 
+#include "gateway_setup.hpp"
 #include "ringfwd/tls/check.hpp"
 #include "ringfwd/config/config.hpp"
 #include "ringfwd1_proxy.h"
@@ -62,6 +71,15 @@ void usage(std::FILE* out) {
       "  apply FILE|-                replace the whole configuration, all or nothing\n"
       "  stats                       counters per route and in total\n"
       "  reload                      make the daemon re-read its config file and certificates\n"
+      "  gateways                    every gateway of the edge: online, address, in sync, routes\n"
+      "  gateway add NAME [--tunnel-ip IP] [--token-file FILE] [--endpoint HOST[:PORT]]\n"
+      "              [--wg-port N] [--wg-interface IFACE] [--out DIR]\n"
+      "                              add a gateway (edge with a \"sync\" section) and print, or\n"
+      "                              write into DIR, its token, its ringfwd.json and a WireGuard\n"
+      "                              config for both sides (keys from `wg genkey`); --endpoint is\n"
+      "                              the edge's public address (WireGuard port --wg-port, default\n"
+      "                              51820), --wg-interface the edge's interface (default wg0)\n"
+      "  gateway rm NAME             remove a gateway that no route targets\n"
       "Offline:\n"
       "  check FILE                  validate a config file (same as ringfwd --check)\n"
       "\n"
@@ -125,6 +143,8 @@ uint64_t number(const json::value* v) {
   if (v->is_double()) return static_cast<uint64_t>(v->as_double());
   return 0;
 }
+
+bool is_true(const json::value* v) { return v && v->is_bool() && v->as_bool(); }
 
 // A counter under either of its spellings ("total" or "connections_total", ...).
 uint64_t counter(const json::value* counters, std::string_view a, std::string_view b) {
@@ -300,6 +320,9 @@ void print_route(const std::string& text) {
   }
 }
 
+std::string ago(uint64_t when);
+std::string problems_of(const json::value& gw);
+
 void print_stats(const std::string& text) {
   json::value s = parse_daemon_json(text);
   for (const char* key : {"role", "dataplane", "workers", "uptime_s", "active", "rejected"})
@@ -326,9 +349,92 @@ void print_stats(const std::string& text) {
   }
   if (const json::value* g = member(s, "gateways"); g && g->is_object() && !g->as_object().empty()) {
     std::printf("\ngateways:\n");
-    for (const auto& kv : g->as_object())
-      std::printf("  %s: %s\n", std::string(kv.key()).c_str(),
-                  scalar(member(kv.value(), "online")) == "true" ? "online" : "offline");
+    for (const auto& kv : g->as_object()) {
+      const json::value& gw = kv.value();
+      bool online = is_true(member(gw, "online"));
+      std::string line = "  " + std::string(kv.key()) + ": " + (online ? "online" : "offline");
+      if (online) {
+        line += " from " + scalar(member(gw, "address"));
+        line += is_true(member(gw, "in_sync")) ? ", in sync" : ", not in sync";
+      }
+      if (std::string e = problems_of(gw); !e.empty()) line += "; " + e;
+      std::printf("%s\n", line.c_str());
+    }
+  }
+  if (const json::value* sy = member(s, "sync"); sy && sy->is_object()) {
+    // A sync gateway: its session to the edge.
+    bool up = is_true(member(*sy, "connected"));
+    std::printf("\nsync:      %s %s", up ? "connected to" : "not connected to",
+                scalar(member(*sy, "edge")).c_str());
+    if (uint64_t since = number(member(*sy, "since"))) std::printf(" (since %s)", ago(since).c_str());
+    std::printf("\n");
+    uint64_t applied = number(member(*sy, "applied_at"));
+    std::string hash = scalar(member(*sy, "hash"));
+    std::printf("applied:   %s\n", applied ? (ago(applied) + ", set " + hash.substr(0, 12)).c_str()
+                                            : "nothing yet");
+    if (std::string e = scalar(member(*sy, "last_error")); !e.empty())
+      std::printf("error:     %s\n", e.c_str());
+  }
+}
+
+// ---- gateways ----
+
+// "3s ago", "5m ago", "2h ago", "4d ago" for a unix time; "never" for 0.
+std::string ago(uint64_t when) {
+  if (when == 0) return "never";
+  const uint64_t now = static_cast<uint64_t>(std::time(nullptr));
+  const uint64_t d = now > when ? now - when : 0;
+  if (d < 120) return std::to_string(d) + "s ago";
+  if (d < 7200) return std::to_string(d / 60) + "m ago";
+  if (d < 172800) return std::to_string(d / 3600) + "h ago";
+  return std::to_string(d / 86400) + "d ago";
+}
+
+// The gateway's last error and its listener failures, in one line ("" when none).
+std::string problems_of(const json::value& gw) {
+  std::string out = scalar(member(gw, "last_error"));
+  const json::value* lf = member(gw, "listener_failures");
+  if (lf && lf->is_array() && !lf->as_array().empty()) {
+    const auto& a = lf->as_array();
+    if (!out.empty()) out += "; ";
+    out += std::to_string(a.size()) + (a.size() == 1 ? " listener failed: " : " listeners failed: ") +
+           join(lf);
+  }
+  return out;
+}
+
+std::string shorten(const std::string& s, size_t n) {
+  return s.size() <= n ? s : s.substr(0, n - 3) + "...";
+}
+
+void print_gateways(const std::string& text) {
+  json::value all = parse_daemon_json(text);
+  std::vector<std::vector<std::string>> rows{
+      {"ID", "TUNNEL_IP", "ONLINE", "ADDRESS", "IN_SYNC", "ROUTES", "LAST_SEEN", "PROBLEMS"}};
+  std::vector<std::string> details;
+  if (all.is_array())
+    for (const json::value& g : all.as_array()) {
+      const std::string id = scalar(member(g, "id"));
+      const json::value* routes = member(g, "routes");
+      std::string r = join(routes);
+      if (r.size() > 30) r = std::to_string(routes->as_array().size()) + " routes";
+      std::string address = scalar(member(g, "address"));
+      std::string problems = problems_of(g);
+      if (problems.size() > 50) details.push_back(id + ": " + problems);
+      rows.push_back({id, scalar(member(g, "tunnel_ip")),
+                      is_true(member(g, "online")) ? "yes" : "no", address.empty() ? "-" : address,
+                      is_true(member(g, "in_sync")) ? "yes" : "no", r,
+                      ago(number(member(g, "last_seen"))),
+                      problems.empty() ? "-" : shorten(problems, 50)});
+    }
+  if (rows.size() == 1) {
+    std::printf("no gateways\n");
+    return;
+  }
+  print_table(rows);
+  if (!details.empty()) {
+    std::printf("\n");
+    for (const std::string& d : details) std::printf("%s\n", d.c_str());
   }
 }
 
@@ -442,6 +548,396 @@ RouteArgs parse_route_args(const std::string& cmd, const std::vector<std::string
   return ra;
 }
 
+// ---- gateway add / rm ----
+
+struct GatewayArgs {
+  std::string sub;  // "add" or "rm"
+  std::string name;
+  std::optional<std::string> tunnel_ip, token_file, endpoint, out;
+  uint16_t wg_port = 51820;
+  std::string wg_interface = "wg0";
+};
+
+// A Linux interface name wg accepts: 1-15 characters, no '/', no space.
+bool is_interface_name(const std::string& s) {
+  if (s.empty() || s.size() > 15) return false;
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == '=' || c == '+';
+  });
+}
+
+GatewayArgs parse_gateway_args(const std::vector<std::string>& args) {
+  if (args.empty()) usage_error("gateway needs add NAME or rm NAME");
+  GatewayArgs ga;
+  ga.sub = args[0] == "remove" ? "rm" : args[0];
+  if (ga.sub != "add" && ga.sub != "rm")
+    usage_error("gateway: unknown subcommand '" + args[0] + "' (add, rm)");
+  const std::string cmd = "gateway " + ga.sub;
+  std::optional<std::string> wg_port, wg_interface;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto is = [&](const char* name) {
+      return a == name || a.rfind(std::string(name) + "=", 0) == 0;
+    };
+    auto value = [&](std::optional<std::string>& slot) {
+      std::string name = a, v;
+      if (auto eq = a.find('='); eq != std::string::npos) {
+        name = a.substr(0, eq);
+        v = a.substr(eq + 1);
+      } else {
+        if (i + 1 >= args.size()) usage_error(name + " needs a value");
+        v = args[++i];
+      }
+      if (slot) usage_error(name + " given twice");
+      if (v.empty()) usage_error(name + " needs a value");
+      slot = v;
+    };
+    if (a.size() > 1 && a[0] == '-' && ga.sub == "rm") usage_error(cmd + ": unknown option '" + a + "'");
+    else if (is("--tunnel-ip")) value(ga.tunnel_ip);
+    else if (is("--token-file")) value(ga.token_file);
+    else if (is("--endpoint")) value(ga.endpoint);
+    else if (is("--out")) value(ga.out);
+    else if (is("--wg-port")) value(wg_port);
+    else if (is("--wg-interface")) value(wg_interface);
+    else if (a.size() > 1 && a[0] == '-') usage_error(cmd + ": unknown option '" + a + "'");
+    else if (ga.name.empty()) ga.name = a;
+    else usage_error(cmd + ": unexpected argument '" + a + "'");
+  }
+  if (ga.name.empty()) usage_error(cmd + " needs a gateway NAME");
+  if (wg_port) {
+    const std::string& p = *wg_port;
+    if (p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(p) == 0 || std::stoul(p) > 65535)
+      usage_error("--wg-port wants a port 1-65535, got '" + p + "'");
+    ga.wg_port = static_cast<uint16_t>(std::stoul(p));
+  }
+  if (wg_interface) {
+    if (!is_interface_name(*wg_interface))
+      usage_error("--wg-interface wants an interface name (1-15 characters), got '" +
+                  *wg_interface + "'");
+    ga.wg_interface = *wg_interface;
+  }
+  if (ga.endpoint) {
+    std::string why;
+    auto ep = rf::ctl::endpoint_of(*ga.endpoint, ga.wg_port, &why);
+    if (!ep) usage_error("--endpoint " + why);
+    ga.endpoint = *ep;
+  }
+  if (ga.token_file && (*ga.token_file)[0] != '/')
+    usage_error("--token-file wants an absolute path (the daemon reads it), got '" + *ga.token_file + "'");
+  return ga;
+}
+
+// What a child process printed, or why it did not run.
+struct ProcessResult {
+  int exec_errno = 0;  // execvp failed with this (ENOENT: not installed)
+  int status = -1;     // the exit status, -1 if it did not exit normally
+  std::string out;     // its standard output
+};
+
+// Runs argv[0] from PATH (no shell) with `input` on its standard input; its standard error goes
+// to ours, or to /dev/null with quiet_stderr.
+ProcessResult run_process(const std::vector<std::string>& argv, const std::string& input,
+                          bool quiet_stderr) {
+  ProcessResult r;
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
+    throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
+  std::vector<char*> cargv;
+  for (const std::string& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    if (quiet_stderr) {
+      int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+      if (null >= 0) ::dup2(null, 2);
+    }
+    ::execvp(cargv[0], cargv.data());
+    int e = errno;
+    ssize_t ignored = ::write(err[1], &e, sizeof e);
+    (void)ignored;
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  // The child may exit without reading (exec failed): no SIGPIPE for us, just EPIPE.
+  struct sigaction ign{}, old{};
+  ign.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ign, &old);
+  size_t off = 0;
+  while (off < input.size()) {
+    ssize_t n = ::write(in[1], input.data() + off, input.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  ::close(in[1]);
+  ::sigaction(SIGPIPE, &old, nullptr);
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    r.out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(out[0]);
+  int e = 0;
+  ssize_t got;
+  do got = ::read(err[0], &e, sizeof e); while (got < 0 && errno == EINTR);
+  ::close(err[0]);
+  if (got == static_cast<ssize_t>(sizeof e)) r.exec_errno = e;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) r.status = WEXITSTATUS(status);
+  return r;
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// `wg` could not be used; the message says why.
+struct WgMissing {
+  std::string message;
+};
+
+// A fresh WireGuard key pair from `wg genkey` and `wg pubkey`.
+std::pair<std::string, std::string> wg_keypair() {
+  ProcessResult gen = run_process({"wg", "genkey"}, "", false);
+  if (gen.exec_errno == ENOENT) throw WgMissing{"`wg` is not installed (apt install wireguard-tools)"};
+  if (gen.exec_errno) throw WgMissing{"cannot run `wg`: " + std::string(std::strerror(gen.exec_errno))};
+  std::string priv = trimmed(gen.out);
+  if (gen.status != 0 || !rf::ctl::is_wg_key(priv))
+    throw WgMissing{"`wg genkey` failed (exit " + std::to_string(gen.status) + ")"};
+  ProcessResult pub = run_process({"wg", "pubkey"}, priv + "\n", false);
+  std::string pk = trimmed(pub.out);
+  if (pub.exec_errno || pub.status != 0 || !rf::ctl::is_wg_key(pk))
+    throw WgMissing{"`wg pubkey` failed (exit " + std::to_string(pub.status) + ")"};
+  return {priv, pk};
+}
+
+// The public key of a running interface (`wg show IFACE public-key`), or "" if it has none or
+// cannot be read (no such interface, not root).
+std::string wg_interface_public_key(const std::string& iface) {
+  ProcessResult r = run_process({"wg", "show", iface, "public-key"}, "", true);
+  std::string k = trimmed(r.out);
+  return r.exec_errno == 0 && r.status == 0 && rf::ctl::is_wg_key(k) ? k : "";
+}
+
+// The files --out DIR receives.
+struct OutFiles {
+  std::string dir, token, config, gateway_wg, edge_wg, edge_peer;
+};
+
+OutFiles out_files(const GatewayArgs& ga) {
+  OutFiles f;
+  f.dir = *ga.out;
+  while (f.dir.size() > 1 && f.dir.back() == '/') f.dir.pop_back();
+  const std::string d = f.dir + "/";
+  f.token = d + ga.name + ".token";
+  f.config = d + ga.name + "-ringfwd.json";
+  f.gateway_wg = d + ga.name + "-" + ga.wg_interface + ".conf";
+  f.edge_wg = d + "edge-" + ga.wg_interface + ".conf";
+  f.edge_peer = d + "edge-" + ga.name + "-peer.conf";
+  return f;
+}
+
+// --out DIR is made (0700) if missing and must not hold the files already: checked before the
+// daemon is asked, so a refusal here changes nothing.
+void prepare_out_dir(const OutFiles& f) {
+  if (::mkdir(f.dir.c_str(), 0700) != 0 && errno != EEXIST)
+    usage_error("--out: cannot create '" + f.dir + "': " + std::strerror(errno));
+  struct stat st{};
+  if (::stat(f.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    usage_error("--out: '" + f.dir + "' is not a directory");
+  for (const std::string* p : {&f.token, &f.config, &f.gateway_wg, &f.edge_wg, &f.edge_peer})
+    if (::access(p->c_str(), F_OK) == 0)
+      usage_error("--out: '" + *p + "' exists already (move it away or use another DIR)");
+}
+
+// Creates `path` with exactly `mode` (never over an existing file).
+void write_new_file(const std::string& path, const std::string& text, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) throw std::runtime_error("cannot create " + path + ": " + std::strerror(errno));
+  bool ok = ::fchmod(fd, mode) == 0;
+  size_t off = 0;
+  while (ok && off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) ok = false;
+    else off += static_cast<size_t>(n);
+  }
+  const int e = errno;
+  ::close(fd);
+  if (!ok) throw std::runtime_error("cannot write " + path + ": " + std::strerror(e));
+}
+
+void section(const std::string& title, const std::string& body) {
+  std::printf("\n--- %s ---\n%s", title.c_str(), body.c_str());
+  if (!body.empty() && body.back() != '\n') std::printf("\n");
+}
+
+// After AddGateway: the token, the gateway's config and the WireGuard pair, printed or written
+// into --out; then what to do with them. Returns the exit code (0: the gateway was added, even
+// when `wg` is missing and the WireGuard part is skipped).
+int hand_out_gateway(const GatewayArgs& ga, const std::string& reply, bool as_json) {
+  json::value v = parse_daemon_json(reply);
+  rf::ctl::GatewaySetup s;
+  s.id = scalar(member(v, "id"));
+  if (s.id.empty()) s.id = ga.name;
+  s.tunnel_ip = scalar(member(v, "tunnel_ip"));
+  s.edge_tunnel_ip = scalar(member(v, "edge_tunnel_ip"));
+  s.sync = scalar(member(v, "sync"));
+  s.endpoint = ga.endpoint.value_or("");
+  s.wg_port = ga.wg_port;
+  s.wg_interface = ga.wg_interface;
+  const std::string token = scalar(member(v, "token"));
+  const std::string token_file = scalar(member(v, "token_file"));
+  const std::string config = rf::ctl::gateway_config_json(s);
+  const std::string wg = s.wg_interface;
+
+  // WireGuard: keys for the gateway; the edge's own key if its interface runs, else a new pair.
+  std::string wg_error, gateway_conf, edge_conf, edge_peer, wg_set;
+  try {
+    auto [gw_priv, gw_pub] = wg_keypair();
+    std::string edge_pub = wg_interface_public_key(wg);
+    if (!edge_pub.empty()) {
+      edge_peer = rf::ctl::edge_peer_block(s, gw_pub);
+      wg_set = rf::ctl::edge_wg_set_command(s, gw_pub);
+    } else {
+      auto [edge_priv, pub] = wg_keypair();
+      edge_pub = pub;
+      edge_conf = rf::ctl::edge_wg_conf(s, edge_priv, gw_pub);
+    }
+    gateway_conf = rf::ctl::gateway_wg_conf(s, gw_priv, edge_pub);
+  } catch (const WgMissing& e) {
+    wg_error = e.message;
+  } catch (const std::exception& e) {
+    wg_error = e.what();
+  }
+
+  std::optional<OutFiles> files;
+  std::string written;
+  if (ga.out) {
+    files = out_files(ga);
+    auto put = [&](const std::string& path, const std::string& text, mode_t mode,
+                   const std::string& what) {
+      write_new_file(path, text, mode);
+      written += "  " + path + "  " + what + "\n";
+    };
+    try {
+      put(files->token, token + "\n", 0600,
+          "-> gateway: " + std::string(rf::ctl::kGatewayTokenPath) + " (mode 0600, owner ringfwd)");
+      put(files->config, config, 0644, "-> gateway: /etc/ringfwd/ringfwd.json");
+      if (!gateway_conf.empty())
+        put(files->gateway_wg, gateway_conf, 0600, "-> gateway: /etc/wireguard/" + wg + ".conf");
+      if (!edge_conf.empty())
+        put(files->edge_wg, edge_conf, 0600, "-> this edge: /etc/wireguard/" + wg + ".conf");
+      if (!edge_peer.empty())
+        put(files->edge_peer, edge_peer, 0600,
+            "-> this edge: append to /etc/wireguard/" + wg + ".conf");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ringfwdctl: gateway %s was added, but %s\n", s.id.c_str(), e.what());
+      if (!written.empty()) std::fprintf(stderr, "written so far:\n%s", written.c_str());
+      return kRefused;
+    }
+  }
+
+  if (as_json) {
+    std::printf("%s\n", reply.c_str());
+    if (!wg_error.empty())
+      std::fprintf(stderr, "ringfwdctl: %s; no WireGuard configuration made\n", wg_error.c_str());
+    return kOk;
+  }
+
+  std::printf("added gateway %s: tunnel IP %s, sync %s, token in %s (on this edge)\n",
+              s.id.c_str(), s.tunnel_ip.c_str(), s.sync.c_str(), token_file.c_str());
+  if (files) {
+    std::printf("\nwrote:\n%s", written.c_str());
+  } else {
+    section("on the gateway: " + std::string(rf::ctl::kGatewayTokenPath) +
+                " (the token; mode 0600, owner ringfwd)", token);
+    section("on the gateway: /etc/ringfwd/ringfwd.json", config);
+    if (!gateway_conf.empty())
+      section("on the gateway: /etc/wireguard/" + wg + ".conf (mode 0600)", gateway_conf);
+    if (!edge_conf.empty())
+      section("on this edge: /etc/wireguard/" + wg + ".conf (mode 0600)", edge_conf);
+    if (!edge_peer.empty())
+      section("on this edge: append to /etc/wireguard/" + wg + ".conf", edge_peer);
+  }
+  if (!wg_error.empty())
+    std::printf("\nWireGuard part skipped: %s. The gateway was added; set up the tunnel yourself\n"
+                "(gateway %s <-> edge %s) or install wireguard-tools and run\n"
+                "`ringfwdctl gateway rm %s` and `gateway add` again.\n",
+                wg_error.c_str(), s.tunnel_ip.c_str(), s.edge_tunnel_ip.c_str(), s.id.c_str());
+  if (!gateway_conf.empty() && s.endpoint.empty())
+    std::printf("\nNo --endpoint given: replace %s in the gateway's %s.conf with the edge's public\n"
+                "address.\n", rf::ctl::kEndpointPlaceholder, wg.c_str());
+  if (!edge_conf.empty())
+    std::printf("\n`wg show %s public-key` gave no key (no such interface, or not root), so the\n"
+                "edge gets a new key pair and a whole %s.conf. If this edge already has %s, run\n"
+                "`ringfwdctl gateway rm %s` and `gateway add` again as root for a [Peer] block.\n",
+                wg.c_str(), wg.c_str(), wg.c_str(), s.id.c_str());
+
+  // With --out the files are installed from the copies; printed, the operator saves each
+  // section as the file it names and fixes owner and mode.
+  const std::string token_path = rf::ctl::kGatewayTokenPath;
+  const std::string wg_path = "/etc/wireguard/" + wg + ".conf";
+  std::printf("\nNext steps:\n");
+  int n = 0;
+  if (!edge_conf.empty())
+    std::printf("%d. On this edge: %s\n"
+                "   systemctl enable --now wg-quick@%s   (and let UDP %u in through the firewall)\n",
+                ++n,
+                files ? ("install -m 0600 " + files->edge_wg + " " + wg_path).c_str()
+                      : ("save the edge's section above as " + wg_path + ", chmod 0600 " + wg_path).c_str(),
+                wg.c_str(), s.wg_port);
+  if (!edge_peer.empty())
+    std::printf("%d. On this edge: %s\n"
+                "   and append %s to %s so that it survives a restart\n",
+                ++n, wg_set.c_str(), files ? files->edge_peer.c_str() : "the [Peer] block above",
+                wg_path.c_str());
+  if (files) {
+    std::string list = files->token + " " + files->config;
+    if (!gateway_conf.empty()) list += " " + files->gateway_wg;
+    std::printf("%d. Copy the gateway's files over: scp %s root@GATEWAY:\n", ++n, list.c_str());
+  } else {
+    std::printf("%d. On the gateway: save each \"on the gateway\" section above as the file it names\n", ++n);
+  }
+  if (!gateway_conf.empty())
+    std::printf("%d. On the gateway: %s\n"
+                "   systemctl enable --now wg-quick@%s && ping -c1 %s\n",
+                ++n,
+                files ? ("install -m 0600 " + s.id + "-" + wg + ".conf " + wg_path).c_str()
+                      : ("chmod 0600 " + wg_path).c_str(),
+                wg.c_str(), s.edge_tunnel_ip.c_str());
+  if (files)
+    std::printf("%d. On the gateway (ringfwd installed, so the ringfwd user exists):\n"
+                "   install -d -m 0770 -o root -g ringfwd /etc/ringfwd\n"
+                "   install -m 0600 -o ringfwd -g ringfwd %s.token %s\n"
+                "   install -m 0660 -o root -g ringfwd %s-ringfwd.json /etc/ringfwd/ringfwd.json\n"
+                "   systemctl enable --now ringfwd\n",
+                ++n, s.id.c_str(), token_path.c_str(), s.id.c_str());
+  else
+    std::printf("%d. On the gateway (ringfwd installed, so the ringfwd user exists):\n"
+                "   chown ringfwd:ringfwd %s && chmod 0600 %s\n"
+                "   chown root:ringfwd /etc/ringfwd/ringfwd.json && chmod 0660 /etc/ringfwd/ringfwd.json\n"
+                "   systemctl enable --now ringfwd\n",
+                ++n, token_path.c_str(), token_path.c_str());
+  std::printf("%d. On this edge: ringfwdctl gateways   (%s: online yes, in_sync yes)\n"
+              "   then route to it: ringfwdctl add ID --tcp --listen PORT --gateway %s --lan HOST:PORT\n",
+              ++n, s.id.c_str(), s.id.c_str());
+  return kOk;
+}
+
 // ---- talking to the daemon ----
 
 std::unique_ptr<sdbus::IConnection> connect(const std::string& bus) {
@@ -520,7 +1016,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> args(words.begin() + 1, words.end());
 
   static const char* known[] = {"routes", "route", "add", "update", "rm", "remove", "apply",
-                                "stats", "reload", "check"};
+                                "stats", "reload", "check", "gateways", "gateway"};
   if (std::find(std::begin(known), std::end(known), cmd) == std::end(known))
     usage_error("unknown command '" + cmd + "'");
 
@@ -531,8 +1027,18 @@ int run(int argc, char** argv) {
 
   // Everything the command line says is checked before the bus is touched.
   std::optional<RouteArgs> ra;
+  std::optional<GatewayArgs> ga;
   std::string payload;
-  if (cmd == "add" || cmd == "update") {
+  if (cmd == "gateway") {
+    ga = parse_gateway_args(args);
+    if (ga->sub == "add") {
+      json::object g{{"id", ga->name}};
+      if (ga->tunnel_ip) g["tunnel_ip"] = *ga->tunnel_ip;
+      if (ga->token_file) g["token_file"] = *ga->token_file;
+      payload = json::serialize(g);
+      if (ga->out) prepare_out_dir(out_files(*ga));
+    }
+  } else if (cmd == "add" || cmd == "update") {
     ra = parse_route_args(cmd, args);
     if (ra->flags.file) {
       payload = read_input(*ra->flags.file);
@@ -607,6 +1113,18 @@ int run(int argc, char** argv) {
     } else if (cmd == "reload") {
       client.Reload();
       if (!as_json) std::printf("reloaded\n");
+    } else if (cmd == "gateways") {
+      std::string out = client.ListGateways();
+      if (as_json) std::printf("%s\n", out.c_str());
+      else print_gateways(out);
+    } else if (cmd == "gateway" && ga->sub == "add") {
+      std::string created = client.AddGateway(payload);
+      int rc = hand_out_gateway(*ga, created, as_json);
+      std::fflush(stdout);
+      return rc;
+    } else if (cmd == "gateway") {
+      client.RemoveGateway(ga->name);
+      if (!as_json) std::printf("removed gateway %s\n", ga->name.c_str());
     }
     std::fflush(stdout);
     return kOk;
