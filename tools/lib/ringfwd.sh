@@ -33,11 +33,12 @@ with open(path, "w") as f:
 EOF
 }
 
-# rfd_start VAR NS LOG CONFIG: starts the daemon in namespace NS (stderr to LOG), waits for
-# its "ready:" line; VAR gets the pid. On failure prints the log and returns 1.
+# rfd_start VAR NS LOG CONFIG [BUS]: starts the daemon in namespace NS (stderr to LOG), waits
+# for its "ready:" line; VAR gets the pid. BUS (default none) is its --bus. On failure prints
+# the log and returns 1.
 rfd_start() {
-  local _var=$1 ns=$2 log=$3 config=$4 _rfd_pid deadline rc
-  topo_spawn _rfd_pid "$ns" "$log" "$RINGFWD" --config "$config" --bus none
+  local _var=$1 ns=$2 log=$3 config=$4 bus=${5:-none} _rfd_pid deadline rc
+  topo_spawn _rfd_pid "$ns" "$log" "$RINGFWD" --config "$config" --bus "$bus"
   printf -v "$_var" '%s' "$_rfd_pid"
   deadline=$((SECONDS + 20))
   until grep -q '^ringfwd\[info\]: ready:' "$log" 2>/dev/null; do
@@ -106,4 +107,46 @@ rfd_wait_exit() {
 rfd_stop() {
   kill -TERM "$2" 2>/dev/null || true
   rfd_wait_exit "$@"
+}
+
+# rfd_bus_start DIR: a private dbus-daemon (outside the namespaces: its socket is a file, which
+# every namespace reaches) with its socket at DIR/bus; prints the address. It is stopped with
+# the other processes of the topology (topo_down).
+rfd_bus_start() {
+  local dir=$1 pid
+  cat >"$dir/bus.conf" <<EOF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$dir/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+EOF
+  dbus-daemon --config-file="$dir/bus.conf" --nofork --nopidfile >"$dir/bus.log" 2>&1 &
+  pid=$!
+  TOPO_PIDS+=("$pid")
+  local deadline=$((SECONDS + 10))
+  until [[ -S $dir/bus ]]; do
+    if ((SECONDS >= deadline)); then
+      rf_log "dbus-daemon did not start: $(cat "$dir/bus.log")"
+      return 1
+    fi
+    sleep 0.05
+  done
+  RFD_BUS="unix:path=$dir/bus"
+}
+
+# rfd_wait_log LOG PATTERN SECONDS: waits until a line of LOG matches PATTERN (grep -E).
+rfd_wait_log() {
+  local log=$1 pattern=$2 deadline=$((SECONDS + $3))
+  until grep -qE "$pattern" "$log" 2>/dev/null; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
 }
