@@ -195,6 +195,8 @@ std::string target_of(const json::value& r) {
   if (!t) return "-";
   if (const json::value* gw = member(*t, "gateway"))
     return scalar(gw) + "/" + hostport(scalar(member(*t, "lan_host")), scalar(member(*t, "lan_port")));
+  if (member(*t, "lan_host"))  // a gateway's route: the LAN device
+    return hostport(scalar(member(*t, "lan_host")), scalar(member(*t, "lan_port")));
   return hostport(scalar(member(*t, "host")), scalar(member(*t, "port")));
 }
 
@@ -407,7 +409,7 @@ std::string shorten(const std::string& s, size_t n) {
   return s.size() <= n ? s : s.substr(0, n - 3) + "...";
 }
 
-void print_gateways(const std::string& text) {
+void print_gateways(const std::string& text, const std::string& role) {
   json::value all = parse_daemon_json(text);
   std::vector<std::vector<std::string>> rows{
       {"ID", "TUNNEL_IP", "ONLINE", "ADDRESS", "IN_SYNC", "ROUTES", "LAST_SEEN", "PROBLEMS"}};
@@ -428,7 +430,10 @@ void print_gateways(const std::string& text) {
                       problems.empty() ? "-" : shorten(problems, 50)});
     }
   if (rows.size() == 1) {
-    std::printf("no gateways\n");
+    if (role == "gateway")
+      std::printf("no gateways (this daemon is a gateway; `ringfwdctl stats` shows its sync session)\n");
+    else
+      std::printf("no gateways\n");
     return;
   }
   print_table(rows);
@@ -740,6 +745,10 @@ struct OutFiles {
 OutFiles out_files(const GatewayArgs& ga) {
   OutFiles f;
   f.dir = *ga.out;
+  if (f.dir.front() != '/') {  // absolute, so that the printed scp lines work from anywhere
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof cwd)) f.dir = std::string(cwd) + "/" + f.dir;
+  }
   while (f.dir.size() > 1 && f.dir.back() == '/') f.dir.pop_back();
   const std::string d = f.dir + "/";
   f.token = d + ga.name + ".token";
@@ -906,9 +915,16 @@ int hand_out_gateway(const GatewayArgs& ga, const std::string& reply, bool as_js
                 ++n, wg_set.c_str(), files ? files->edge_peer.c_str() : "the [Peer] block above",
                 wg_path.c_str());
   if (files) {
-    std::string list = files->token + " " + files->config;
-    if (!gateway_conf.empty()) list += " " + files->gateway_wg;
-    std::printf("%d. Copy the gateway's files over: scp %s root@GATEWAY:\n", ++n, list.c_str());
+    // Pulled from the gateway (it is the one behind NAT); only its own files: the edge's
+    // wg-quick file holds the edge's private key.
+    std::string list = "root@EDGE:" + files->token + " root@EDGE:" + files->config;
+    if (!gateway_conf.empty()) list += " root@EDGE:" + files->gateway_wg;
+    if (!edge_conf.empty())
+      std::printf("%d. Copy the gateway's files (only those: %s holds this edge's private key),\n"
+                  "   e.g. on the gateway: scp %s .\n",
+                  ++n, files->edge_wg.c_str(), list.c_str());
+    else
+      std::printf("%d. Copy the gateway's files, e.g. on the gateway: scp %s .\n", ++n, list.c_str());
   } else {
     std::printf("%d. On the gateway: save each \"on the gateway\" section above as the file it names\n", ++n);
   }
@@ -1116,7 +1132,7 @@ int run(int argc, char** argv) {
     } else if (cmd == "gateways") {
       std::string out = client.ListGateways();
       if (as_json) std::printf("%s\n", out.c_str());
-      else print_gateways(out);
+      else print_gateways(out, out == "[]" ? client.Role() : "edge");
     } else if (cmd == "gateway" && ga->sub == "add") {
       std::string created = client.AddGateway(payload);
       int rc = hand_out_gateway(*ga, created, as_json);
