@@ -215,6 +215,10 @@ MaybeError Controller::apply_config(std::string_view config_json) {
     if (!parsed.ok()) return from_problems(parsed.problems, kErrInvalidConfig);
     if (parsed.config->role != running_.role)
       return ControlError{kErrInvalidConfig, "role: the role cannot change while running"};
+    if (parsed.config->sync != running_.sync)
+      return ControlError{kErrInvalidConfig,
+                          "sync: the sync section cannot change while running (edit the file "
+                          "and restart ringfwd)"};
     err = commit(std::move(*parsed.config), Persist::ConfigFile);
     if (!err) RF_INFO("configuration applied: %zu routes", running_.routes.size());
   }
@@ -234,9 +238,13 @@ MaybeError Controller::reload() {
       if (loaded.config->dataplane != running_.dataplane ||
           loaded.config->workers != running_.workers)
         RF_WARN("reload: dataplane and workers take effect at the next start");
-      if (loaded.config->sync != running_.sync)
-        RF_WARN("reload: a change of the sync section takes effect at the next start");
-      if (sync_gateway_) {
+      if (loaded.config->sync != running_.sync) {
+        // The sync listener or session starts with the daemon; a half-applied change would
+        // make the edge refuse its gateways' connections or point at a listener not running.
+        err = ControlError{kErrInvalidConfig,
+                           "sync: the sync section changed; restart ringfwd to apply it "
+                           "(systemctl restart ringfwd)"};
+      } else if (sync_gateway_) {
         // The file says who this gateway is; the routes stay those the edge sent.
         if (!loaded.config->routes.empty()) {
           err = ControlError{kErrInvalidConfig,

@@ -228,6 +228,22 @@ after=$(grep -c "sync: applied route set" "$work/gw.log")
 ((after == before + 1)) && pass "an edge reload with the same routes applies nothing on the gateway" ||
   fail "gateway applied $((after - before)) sets, want 1"
 
+# --- a reload that changes the sync section is refused whole: what runs stays
+cp "$work/edge.json" "$work/edge.json.keep"
+python3 - "$work/edge.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["sync"]["listen"] = "127.0.0.1:1"
+json.dump(c, open(sys.argv[1], "w"))
+PY
+out=$(edge_call Reload)
+[[ $out == *"sync section changed"* ]] && pass "Reload with another sync section: refused ($out)" ||
+  fail "Reload with another sync section: $out"
+cp "$work/edge.json.keep" "$work/edge.json"
+out=$(edge_call ListGateways)
+[[ $out == *'\"online\":true'* ]] && via_edge_ok && pass "after the refused reload the gateway is online and route a works" ||
+  fail "after the refused reload: $out"
+
 if ((fails)); then
   echo "--- edge log"; tail -30 "$work/edge.log"; echo "--- gateway log"; tail -30 "$work/gw.log"
   echo "FAILED: $fails"
