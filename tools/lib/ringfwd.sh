@@ -109,11 +109,12 @@ rfd_stop() {
   rfd_wait_exit "$@"
 }
 
-# rfd_bus_start DIR: a private dbus-daemon (outside the namespaces: its socket is a file, which
-# every namespace reaches) with its socket at DIR/bus; prints the address. It is stopped with
-# the other processes of the topology (topo_down).
+# rfd_bus_start DIR [NS]: a private dbus-daemon with its socket at DIR/bus; sets RFD_BUS to its
+# address. Without NS it runs outside the namespaces (its socket is a file, which every
+# namespace reaches); with NS it runs inside namespace NS (beside the daemon it serves). It is
+# stopped with the other processes of the topology (topo_down).
 rfd_bus_start() {
-  local dir=$1 pid
+  local dir=$1 ns=${2:-} pid
   cat >"$dir/bus.conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -128,12 +129,16 @@ rfd_bus_start() {
   </policy>
 </busconfig>
 EOF
-  dbus-daemon --config-file="$dir/bus.conf" --nofork --nopidfile >"$dir/bus.log" 2>&1 &
-  pid=$!
-  TOPO_PIDS+=("$pid")
+  if [[ -n $ns ]]; then
+    topo_spawn pid "$ns" "$dir/bus.log" dbus-daemon --config-file="$dir/bus.conf" --nofork --nopidfile
+  else
+    dbus-daemon --config-file="$dir/bus.conf" --nofork --nopidfile >"$dir/bus.log" 2>&1 &
+    pid=$!
+    TOPO_PIDS+=("$pid")
+  fi
   local deadline=$((SECONDS + 10))
   until [[ -S $dir/bus ]]; do
-    if ((SECONDS >= deadline)); then
+    if ! rf_pid_alive "$pid" || ((SECONDS >= deadline)); then
       rf_log "dbus-daemon did not start: $(cat "$dir/bus.log")"
       return 1
     fi
