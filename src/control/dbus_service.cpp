@@ -2,6 +2,9 @@
 
 #include <sdbus-c++/sdbus-c++.h>
 
+#include <atomic>
+#include <thread>
+
 #include "ringfwd/base/log.hpp"
 #include "ringfwd1_adaptor.h"
 #include "ringfwd_build_config.h"
@@ -64,6 +67,11 @@ class Manager final : public sdbus::AdaptorInterfaces<io::ringfwd1::Manager_adap
 struct DbusService::Impl {
   std::unique_ptr<sdbus::IConnection> connection;
   std::unique_ptr<Manager> manager;
+  // Our own loop thread rather than enterEventLoopAsync(): sdbus-c++ 1.2 throws from its loop
+  // when the bus goes away (a dbus-daemon restart), and an exception on its thread would end
+  // the process. Forwarding must not depend on the control bus.
+  std::thread loop;
+  std::atomic<bool> lost{false};
 };
 
 Result<std::unique_ptr<DbusService>> DbusService::start(const std::string& bus,
@@ -78,7 +86,17 @@ Result<std::unique_ptr<DbusService>> DbusService::start(const std::string& bus,
       impl->connection = sdbus::createSessionBusConnectionWithAddress(bus);
     impl->manager = std::make_unique<Manager>(*impl->connection, controller);
     impl->connection->requestName(kBusName);
-    impl->connection->enterEventLoopAsync();
+    Impl* p = impl.get();
+    impl->loop = std::thread([p, bus] {
+      try {
+        p->connection->enterEventLoop();
+      } catch (const std::exception& e) {
+        p->lost = true;
+        RF_ERROR("D-Bus (%s): connection lost: %s; forwarding goes on, the control API is gone "
+                 "until ringfwd restarts",
+                 bus.c_str(), e.what());
+      }
+    });
   } catch (const sdbus::Error& e) {
     return Error::msg("D-Bus (" + bus + "): " + e.getName() + ": " + e.getMessage());
   } catch (const std::exception& e) {
@@ -94,14 +112,19 @@ DbusService::~DbusService() {
   if (!impl_) return;
   try {
     impl_->connection->leaveEventLoop();
-    impl_->manager.reset();
-    impl_->connection->releaseName(kBusName);
   } catch (...) {
     // Shutting down: the bus may be gone already.
+  }
+  if (impl_->loop.joinable()) impl_->loop.join();
+  try {
+    impl_->manager.reset();
+    if (!impl_->lost) impl_->connection->releaseName(kBusName);
+  } catch (...) {
   }
 }
 
 void DbusService::routes_changed() {
+  if (impl_->lost) return;
   try {
     impl_->manager->changed();
   } catch (const std::exception& e) {

@@ -116,6 +116,21 @@ start_daemon || fail "restart"
 [[ $(echo_via "$P_D") == ok && $(echo_via "$P_A") == ok ]] && pass "after kill -9 and restart the acknowledged routes serve" || fail "restart lost routes"
 [[ $(echo_via "$P_C") != ok ]] && pass "the removed route stays removed" || fail "removed route came back"
 
+# The bus goes away (a dbus-daemon restart): forwarding goes on, the daemon stops cleanly.
+bus_pid=$(pgrep -f "dbus-daemon --config-file=$work/bus.conf" | head -1)
+kill -TERM "$bus_pid"
+sleep 1
+if kill -0 "$RF_PID" 2>/dev/null && [[ $(echo_via "$P_A") == ok ]]; then
+  pass "bus gone: the daemon still forwards"
+else
+  fail "bus gone: the daemon died or stopped forwarding"
+fi
+grep -q "connection lost" "$work/ringfwd.log" && pass "bus gone: logged" || fail "bus gone: no log line"
+kill -TERM "$RF_PID"
+wait "$RF_PID"
+rc=$?
+((rc == 0)) && pass "bus gone: SIGTERM exits 0" || fail "bus gone: exit $rc"
+
 echo "$((fails == 0 ? 1 : 0)) passed, $fails failed" >/dev/null
 if ((fails)); then
   echo "--- ringfwd log ---"; tail -30 "$work/ringfwd.log"
