@@ -228,6 +228,28 @@ after=$(grep -c "sync: applied route set" "$work/gw.log")
 ((after == before + 1)) && pass "an edge reload with the same routes applies nothing on the gateway" ||
   fail "gateway applied $((after - before)) sets, want 1"
 
+# --- a port the gateway cannot bind: the set is refused whole, the edge shows why
+read -r P_BUSY < <(free_ports 1)
+python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.2',$P_BUSY)); s.listen(); time.sleep(60)" &
+busy=$!
+pids+=("$busy")
+busy_up() { python3 -c "import socket; socket.create_connection(('127.0.0.2',$P_BUSY),timeout=1).close()"; }
+wait_for 10 busy_up || fail "the port holder did not start"
+edge_call AddRoute s '{"id":"busy","listen":"127.0.0.1","listen_port":'"$P_BUSY"',"target":{"gateway":"home","lan_host":"127.0.0.1","lan_port":'"$P_ECHO"'}}' >/dev/null
+gw_failure() { [[ $(edge_call ListGateways) == *'listener_failures\":[\"'*"$P_BUSY"* ]]; }
+if wait_for 3 gw_failure; then
+  pass "gateway cannot bind $P_BUSY: ListGateways shows the listener failure"
+else
+  fail "no listener failure shown: $(edge_call ListGateways)"
+fi
+out=$(edge_call ListGateways)
+[[ $out == *'\"in_sync\":false'* ]] && pass "... and the gateway is not in sync" || fail "in_sync: $out"
+via_edge_ok && pass "... and what it ran still serves (route a)" || fail "route a broken by the refused set"
+kill "$busy"
+edge_call RemoveRoute s busy >/dev/null
+wait_for 3 bash -c "[[ \$(busctl --address=$EDGE_BUS call io.ringfwd1 /io/ringfwd1 io.ringfwd1.Manager ListGateways) == *'in_sync\\\":true'* ]]" &&
+  pass "route removed on the edge: the gateway is in sync again" || fail "not in sync again: $(edge_call ListGateways)"
+
 # --- a reload that changes the sync section is refused whole: what runs stays
 cp "$work/edge.json" "$work/edge.json.keep"
 python3 - "$work/edge.json" <<'PY'
