@@ -75,6 +75,14 @@ void log_stats(const rf::dataplane::Engine& engine) {
   // Connections closed before a route was chosen (bad PROXY header or ClientHello, unknown
   // server name): no route to count them on.
   RF_INFO("stats unrouted rejected=%llu", (unsigned long long)engine.rejected_connections());
+  if (const rf::bpf::Sockmap* sm = engine.sockmap()) {
+    // flows/sockets: entries in the BPF maps (0 once every connection closed).
+    const auto c = sm->counters();
+    RF_INFO("stats sockmap flows=%zu sockets=%zu redirected_skbs=%llu redirected_bytes=%llu "
+            "drops=%llu",
+            sm->flows(), sm->verdict_sockets(), (unsigned long long)c.skbs,
+            (unsigned long long)c.bytes, (unsigned long long)c.drops);
+  }
 }
 
 uint64_t now_us() {
@@ -179,19 +187,20 @@ int main(int argc, char** argv) {
   for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaddset(&sigs, s);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);  // workers inherit the mask
 
-  std::string why;
-  auto mode = rf::dataplane::choose_mode(cfg.dataplane, &why);
+  auto mode = rf::dataplane::choose_mode(cfg.dataplane, cfg.limits.max_connections);
   if (!mode) {
     RF_ERROR("%s", mode.error().str().c_str());
     return kExitStart;
   }
+  const std::string why = mode->why;
   auto table = rf::routing::RouteTable::build(cfg, nullptr, links.get());
   if (!table) {
     RF_ERROR("%s", table.error().str().c_str());
     return kExitStart;
   }
   rf::dataplane::EngineOptions opts;
-  opts.mode = *mode;
+  opts.mode = mode->mode;
+  opts.sockmap = mode->sockmap;
   opts.workers = cfg.workers;
   opts.max_connections = cfg.limits.max_connections;
   auto engine_r = rf::dataplane::Engine::start(*table, opts);

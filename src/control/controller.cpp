@@ -382,6 +382,16 @@ std::string Controller::get_stats() {
                              {"failed", total[3]}, {"bytes_up", total[4]}, {"bytes_down", total[5]}}},
       {"routes", std::move(routes)},
       {"draining", std::move(draining)}};
+  if (const bpf::Sockmap* sm = engine_.sockmap()) {
+    const auto c = sm->counters();
+    // flows/sockets: entries in the BPF maps now; the rest counts since start.
+    out["sockmap"] = json::object{{"flows", sm->flows()},
+                                  {"sockets", sm->verdict_sockets()},
+                                  {"redirected_skbs", c.skbs},
+                                  {"redirected_bytes", c.bytes},
+                                  {"drops", c.drops},
+                                  {"inflight_limit", sm->inflight_limit()}};
+  }
   for (auto& kv : extra) out[kv.key()] = std::move(kv.value());
   return json::serialize(out);
 }

@@ -124,7 +124,12 @@ void Worker::on_poll(Session& s, uint32_t idx, int d, bool out, int res) {
   }
   if (s.phase == Phase::Prefix) return send_prefix(s, idx);
   if (s.phase == Phase::Handshake) return continue_handshake(s, idx);
-  if (f.done) return;
+  if (f.done) {
+    // Sockmap: the errors-only poll armed when this direction finished.
+    if (s.cookie[0] && !out && (res & POLLERR)) close_session(s, idx, true, "reset");
+    return;
+  }
+  if (!out && f.kernel == Flow::Kernel::On) return on_kernel_event(s, idx, d, res);
   if (s.tls) return pump_tls(s, idx, d);
   // pump() decides from the flow's state what to do next, whichever side woke it.
   pump(s, idx, d);
@@ -190,6 +195,8 @@ void Worker::on_recv(Session& s, uint32_t idx, int d, const uring::Completion& c
   }
   if (bid >= 0) recycle(bid);
   if (c.res == 0) {
+    // Sockmap: a FIN read before the kernel has handed over every byte before it.
+    if (f.k_linked && !kernel_eof(s, idx, d)) return;
     f.src_eof = true;
     if (!f.send_inflight && f.pending_bid < 0) finish_flow(s, idx, d);
     return;

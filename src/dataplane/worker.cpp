@@ -32,6 +32,7 @@ void set_linger_zero(int fd) {
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
 }
 constexpr uint32_t kTickMs = 250;
+constexpr uint32_t kKernelTickMs = 20;  // sockmap: how often slow receivers are looked for
 }  // namespace
 
 Worker::Worker(unsigned id, const EngineOptions& opts, EngineShared& shared,
@@ -121,6 +122,8 @@ void Worker::run(std::promise<Result<void>> started) {
   now_ = monotonic_ms();
   ring_->read(wake_fd_.get(), &wake_buf_, sizeof wake_buf_, uring::UserData{kWake, 0, 0}.pack());
   ring_->timeout_ms(kTickMs, uring::UserData{kTick, 0, 0}.pack());
+  if (opts_.mode == Mode::Sockmap)
+    ring_->timeout_ms(kKernelTickMs, uring::UserData{kKernelTick, 0, 0}.pack());
   apply_changes();  // the first table may have been posted before the loop started
 
   const uint64_t stop_deadline_slack_ms = 3000;
@@ -174,6 +177,11 @@ void Worker::dispatch(const uring::Completion& c) {
       return;
     case kIgnore:
       return;
+    case kKernelTick:
+      now_ = monotonic_ms();
+      on_kernel_tick();
+      if (!stopping_) ring_->timeout_ms(kKernelTickMs, c.user_data);
+      return;
     default:
       if (op >= kUdpOpFirst && op <= kUdpOpLast) return udp_->dispatch(c, now_);
       break;
@@ -206,6 +214,9 @@ void Worker::dispatch(const uring::Completion& c) {
       break;
     case kPreludeRecv:
       on_prelude_recv(s, u.index, c.res);
+      break;
+    case kDrain:
+      on_drain(s, u.index, d);
       break;
     case kWolRetry:
       if (s.closing) {
@@ -540,6 +551,9 @@ bool Worker::try_wake(Session& s, uint32_t idx, int res) {
 }
 
 void Worker::start_flows(Session& s, uint32_t idx) {
+  // Sockmap: everything userspace had to write (PROXY header, bytes read while choosing the
+  // route) is in the target's send queue by now, so the kernel may go on from here.
+  if (opts_.mode == Mode::Sockmap && start_kernel(s, idx)) return;
   if (opts_.mode != Mode::Splice) {
     post_recv(s, idx, 0);
     post_recv(s, idx, 1);
@@ -557,7 +571,14 @@ void Worker::finish_flow(Session& s, uint32_t idx, int d) {
   f.done = true;
   pipes_.release(std::move(f.pipe));
   ::shutdown(s.fd[d == 0 ? 1 : 0].get(), SHUT_WR);
-  if (s.flow[0].done && s.flow[1].done) close_session(s, idx, false, nullptr);
+  if (s.flow[0].done && s.flow[1].done) return close_session(s, idx, false, nullptr);
+  if (s.cookie[0] && !f.poll_in) {
+    // Sockmap: the other direction may be redirected by the kernel into this direction's
+    // source; nobody would notice that socket's RST without a poll on it (errors only).
+    f.poll_in = true;
+    s.inflight++;
+    ring_->poll(s.fd[d].get(), 0, ud(kPollIn | (d ? kDirBit : 0), idx));
+  }
 }
 
 void Worker::close_session(Session& s, uint32_t idx, bool reset, const char* why) {
@@ -584,6 +605,7 @@ void Worker::close_session(Session& s, uint32_t idx, bool reset, const char* why
     for (auto& fd : s.fd)
       if (fd) ring_->cancel_fd(fd.get(), uring::UserData{kIgnore, 0, 0}.pack());
   }
+  unlink_kernel(s);
   shared_.active.fetch_sub(1, std::memory_order_relaxed);
   if (s.route) s.route->counters->conns_active.fetch_sub(1, std::memory_order_relaxed);
   maybe_free(s, idx);
@@ -653,6 +675,7 @@ void Worker::on_tick() {
     }
     if (!s.connected) continue;
     const uint32_t limit = s.route->idle_timeout_s;
+    if (limit && now_ - s.last_active >= uint64_t(limit) * 1000) kernel_refresh_activity(s);
     if (limit && now_ - s.last_active >= uint64_t(limit) * 1000) {
       char cb[64];
       RF_INFO("route=%s client=%s: idle for %u s, closing", s.route->route.id.c_str(),

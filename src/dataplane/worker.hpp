@@ -13,6 +13,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -60,6 +61,8 @@ enum Op : uint8_t {
   kIgnore,   // cancels and other completions nobody waits for
   kPreludeRecv,  // bytes before the route is known: a PROXY header, a ClientHello
   kWolRetry,     // Wake-on-LAN: the next connect attempt to a waking target
+  kDrain,        // sockmap: has the kernel delivered what it redirected? (a timer)
+  kKernelTick,   // sockmap: byte counts and slow-receiver checks (a timer)
 };
 static_assert(kPreludeRecv < kUdpOpFirst);
 // The direction rides in the op's top bit: 0 = client -> target (up), 1 = target -> client.
@@ -100,6 +103,20 @@ struct Flow {
   bool want_splice = false;  // hybrid: a full buffer was read; splice once the send is done
   bool src_eof = false;      // src sent FIN
   bool done = false;         // FIN forwarded to dst
+  // sockmap: where this direction is (kernel.cpp). On: the verdict redirects, a poll on src
+  // waits for its FIN; Draining: the FIN came, waiting until every byte before it was judged
+  // and is in dst's send queue; Off: userspace reads (the FIN, or everything if the direction
+  // was never linked); Tail: the FIN was read early, the kernel's counts are not complete yet.
+  enum class Kernel : uint8_t { Off, On, Draining, Tail };
+  Kernel kernel = Kernel::Off;
+  bool k_linked = false;     // src is in the verdict map (for good: until it closes)
+  bool k_fin = false;        // the poll saw src's FIN
+  bool k_throttled = false;  // src's TCP window is clamped: dst is not keeping up
+  uint8_t drain_ms = 0;      // Draining/Tail: next check's delay
+  int k_clamp = 0;           // src's TCP_WINDOW_CLAMP before throttling
+  uint64_t k_w0 = 0;         // written(dst) when the kernel took the direction
+  uint64_t k_base = 0;       // bytes of src read by userspace before the link (a prelude)
+  uint64_t k_counted = 0;    // redirected bytes already added to the route's counters
 };
 
 // Where a connection is in its life.
@@ -139,6 +156,7 @@ struct Session {
   bool proxy_read = false;    // accept_proxy_protocol: the header was read
   sockaddr_storage target{};
   socklen_t target_len = 0;
+  uint64_t cookie[2] = {};  // sockmap: SO_COOKIE of fd[0], fd[1]; 0 while not linked
   uint32_t gen = 0;
   uint32_t inflight = 0;    // requests whose completion is still due
   uint64_t last_active = 0; // worker clock, ms
@@ -232,6 +250,20 @@ class Worker {
   // Waits for the direction's source: a POLLIN (splice) or a buffered recv (hybrid).
   void wait_source(Session& s, uint32_t idx, int d);
 
+  // sockmap (kernel.cpp)
+  bool start_kernel(Session& s, uint32_t idx);
+  void kernel_arm(Session& s, uint32_t idx, int d);
+  void on_kernel_tick();
+  void kernel_check(Session& s, uint32_t idx);
+  void on_kernel_event(Session& s, uint32_t idx, int d, int res);
+  bool kernel_eof(Session& s, uint32_t idx, int d);
+  void kernel_wait(Session& s, uint32_t idx, int d, Flow::Kernel state);
+  std::optional<uint64_t> kernel_backlog(Session& s, int d);
+  void on_drain(Session& s, uint32_t idx, int d);
+  void account_kernel(Session& s);
+  void kernel_refresh_activity(Session& s);
+  void unlink_kernel(Session& s);
+
   // copy pump
   void post_recv(Session& s, uint32_t idx, int d);
   void post_send(Session& s, uint32_t idx, int d, int bid, uint32_t len);
@@ -278,6 +310,7 @@ class Worker {
     int d;
   };
   std::vector<Starved> starved_;  // copy: recv that found no free buffer
+  uint32_t account_cursor_ = 0;  // sockmap: next session whose kernel byte counts are read
   UniqueFd wake_fd_;
   uint64_t wake_buf_ = 0;
   uint64_t now_ = 0;  // CLOCK_MONOTONIC, ms; read once per completion batch

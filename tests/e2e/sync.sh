@@ -421,8 +421,11 @@ od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$work/home.token"
 od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$work/wrong.token"
 chmod 600 "$work/home.token" "$work/wrong.token"
 mkdir -p "$work/edgestate" "$work/gwstate" "$work/gwstate-wrong" "$work/gwstate-other"
+# E2E_DATAPLANE: the dataplane of both daemons (meson runs this once with auto, once with
+# sockmap: the hop header and the PROXY header are written before the kernel takes over).
+DP=${E2E_DATAPLANE:-auto}
 cat >"$work/edge.json" <<JSON
-{ "role": "edge", "state_dir": "$work/edgestate", "blocked_ports": [22, 53, 51820],
+{ "role": "edge", "dataplane": "$DP", "state_dir": "$work/edgestate", "blocked_ports": [22, 53, 51820],
   "limits": { "connect_timeout_ms": 3000, "drain_timeout_s": 5 },
   "gateways": [ { "id": "home", "tunnel_ip": "$TOPO_GW_TUNNEL_IP", "token_file": "$work/home.token" } ],
   "sync": { "listen": "$SYNC" },
@@ -443,8 +446,8 @@ cat >"$work/edge.json" <<JSON
 JSON
 # The gateway's whole file: who it is and where the edge is. No routes.
 gwfile() {  # gwfile ID TOKEN STATE_DIR
-  printf '{"role": "gateway", "gateway_id": "%s", "tunnel_ip": "%s", "state_dir": "%s",\n "sync": {"edge": "%s", "token_file": "%s"}}\n' \
-    "$1" "$TOPO_GW_TUNNEL_IP" "$3" "$SYNC" "$2"
+  printf '{"role": "gateway", "dataplane": "%s", "gateway_id": "%s", "tunnel_ip": "%s", "state_dir": "%s",\n "sync": {"edge": "%s", "token_file": "%s"}}\n' \
+    "$DP" "$1" "$TOPO_GW_TUNNEL_IP" "$3" "$SYNC" "$2"
 }
 gwfile home "$work/home.token" "$work/gwstate" >"$work/gateway.json"
 gwfile home "$work/wrong.token" "$work/gwstate-wrong" >"$work/gateway-wrong.json"

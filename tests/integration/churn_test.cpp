@@ -152,6 +152,12 @@ std::string reply_via(uint16_t port) {
 class Churn : public ::testing::TestWithParam<std::string> {
  protected:
   static void SetUpTestSuite() { prepare_process(); }
+  void SetUp() override {
+    if (GetParam() == "sockmap") {
+      std::string why = sockmap_unavailable();
+      if (!why.empty()) GTEST_SKIP() << why;
+    }
+  }
   void TearDown() override {
     if (HasFailure() && !d_.log_path().empty())
       std::cerr << "--- daemon log (" << GetParam() << ") ---\n" << d_.log_tail() << "--- end ---\n";
@@ -513,7 +519,7 @@ TEST_P(Churn, RouteChangesUnderLoad) {
   EXPECT_LT(ms_since(t_start), 90000.0) << "over the 90 s budget";
 }
 
-INSTANTIATE_TEST_SUITE_P(Dataplanes, Churn, ::testing::Values("splice", "copy", "auto"),
+INSTANTIATE_TEST_SUITE_P(Dataplanes, Churn, ::testing::Values("splice", "copy", "auto", "sockmap"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

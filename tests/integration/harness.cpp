@@ -1,4 +1,5 @@
 #include "harness.hpp"
+#include "ringfwd_build_config.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -443,6 +444,19 @@ std::string pattern_string(uint64_t seed, size_t len) {
 // ---------------------------------------------------------------------------------------------
 // Processes.
 
+std::string sockmap_unavailable() {
+#if !RINGFWD_HAVE_BPF
+  return "sockmap dataplane not built (libbpf, clang or bpftool missing at configure time)";
+#else
+  std::string status = read_file("/proc/self/status");
+  size_t at = status.find("CapEff:");
+  uint64_t caps = at == std::string::npos ? 0 : std::strtoull(status.c_str() + at + 7, nullptr, 16);
+  const uint64_t need = (1ull << 39) | (1ull << 12);  // CAP_BPF, CAP_NET_ADMIN
+  if ((caps & need) != need) return "sockmap needs root or CAP_BPF + CAP_NET_ADMIN";
+  return "";
+#endif
+}
+
 std::string ringfwd_binary() {
   const char* p = std::getenv("RINGFWD");
   return p ? p : "";
@@ -675,6 +689,30 @@ std::optional<RouteStats> Daemon::stats(const std::string& route) {
     return parse_stats_line(l.substr(bol, eol - bol));
   }
   return std::nullopt;
+}
+
+std::map<std::string, uint64_t> Daemon::sockmap_stats() {
+  std::map<std::string, uint64_t> out;
+  size_t from = log().size();
+  signal(SIGUSR1);
+  auto deadline = Clock::now() + milliseconds(3000);
+  const std::string key = "stats sockmap ";
+  while (Clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+    std::string l = log();
+    auto at = l.size() > from ? l.find(key, from) : std::string::npos;
+    if (at == std::string::npos) continue;
+    auto eol = l.find('\n', at);
+    if (eol == std::string::npos) continue;
+    std::istringstream in(l.substr(at + key.size(), eol - at - key.size()));
+    std::string kv;
+    while (in >> kv) {
+      auto eq = kv.find('=');
+      if (eq != std::string::npos) out[kv.substr(0, eq)] = std::strtoull(kv.c_str() + eq + 1, nullptr, 10);
+    }
+    return out;
+  }
+  return out;
 }
 
 std::optional<RouteStats> Daemon::wait_stats(const std::string& route,

@@ -146,6 +146,9 @@ CommandResult run_command(const std::vector<std::string>& argv, milliseconds tim
 
 // Path of the ringfwd binary (environment variable RINGFWD).
 std::string ringfwd_binary();
+// Why the sockmap dataplane cannot be tested here ("" if it can): not built, or neither root nor
+// CAP_BPF + CAP_NET_ADMIN. Tests of "sockmap" skip with this reason; CI runs them as root.
+std::string sockmap_unavailable();
 
 class Daemon {
  public:
@@ -181,6 +184,9 @@ class Daemon {
 
   // SIGUSR1 and waits (up to 3 s) for the stats line of `route` that it produced.
   std::optional<RouteStats> stats(const std::string& route);
+  // The "stats sockmap ..." line's numbers (flows, sockets, redirected_bytes, ...), empty if
+  // the daemon printed none.
+  std::map<std::string, uint64_t> sockmap_stats();
   // Repeats stats() until `pred` holds or `timeout` passes; returns the last stats seen.
   std::optional<RouteStats> wait_stats(const std::string& route,
                                        const std::function<bool(const RouteStats&)>& pred,

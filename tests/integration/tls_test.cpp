@@ -528,6 +528,10 @@ class Tls : public ::testing::TestWithParam<std::string> {
   }
 
   void SetUp() override {
+    if (GetParam() == "sockmap") {
+      std::string why = sockmap_unavailable();
+      if (!why.empty()) GTEST_SKIP() << why;
+    }
     ASSERT_TRUE(g_certs);
     ASSERT_EQ(g_certs->error, "") << "certificate generation failed";
   }
@@ -1498,7 +1502,7 @@ TEST_P(Tls, CertificateProblemsAreConfigErrors) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Dataplanes, Tls, ::testing::Values("splice", "copy", "auto"),
+INSTANTIATE_TEST_SUITE_P(Dataplanes, Tls, ::testing::Values("splice", "copy", "auto", "sockmap"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 }  // namespace

@@ -66,7 +66,8 @@ fi
 for want in '^Type=notify$' '^WatchdogSec=' '^User=ringfwd$' '^ProtectSystem=strict$' \
             '^ExecReload=busctl call io.ringfwd1 /io/ringfwd1 io.ringfwd1.Manager Reload$' \
             '^ExecStart=.* --bus system$' '^ReadWritePaths=.*/etc/ringfwd' \
-            '^CapabilityBoundingSet=CAP_NET_BIND_SERVICE$'; do
+            '^CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_BPF CAP_NET_ADMIN$' \
+            '^AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_BPF CAP_NET_ADMIN$'; do
   grep -Eq "$want" "$RINGFWD_UNIT" || bad "unit lacks a line matching $want"
 done
 

@@ -9,19 +9,29 @@
 #include <vector>
 
 #include "ringfwd/base/result.hpp"
+#include "ringfwd/bpf/sockmap.hpp"
 #include "ringfwd/config/config.hpp"
 #include "ringfwd/routing/route_table.hpp"
 
 namespace rf::dataplane {
 
-// How bytes move between the two sockets of a connection. Sockmap arrives with the BPF issue.
+// How bytes move between the two sockets of a connection.
 // Hybrid ("auto"): each direction starts on copy (cheapest for small messages) and switches
 // to splice while it carries bulk data (a recv that fills a whole buffer), back when drained.
-enum class Mode { Splice, Copy, Hybrid };
+// Sockmap: once the route is chosen and any prefix sent, the kernel redirects each direction
+// (bpf/redirect.bpf.c); userspace takes a direction back for a FIN, for backpressure and where
+// bytes must be seen (TLS terminate), and hands it back when the source is drained.
+enum class Mode { Splice, Copy, Hybrid, Sockmap };
 std::string_view to_string(Mode);
 
-// Picks the concrete mode for a configured dataplane; explains the choice in *why.
-Result<Mode> choose_mode(config::Dataplane wanted, std::string* why);
+struct ModeChoice {
+  Mode mode = Mode::Hybrid;
+  std::string why;                        // for the log: what was chosen and why
+  std::shared_ptr<bpf::Sockmap> sockmap;  // Mode::Sockmap: the loaded program
+};
+// Picks the concrete mode for a configured dataplane, probing sockmap where it may be used.
+// "sockmap" that cannot work is an error naming the reason; "auto" then falls back.
+Result<ModeChoice> choose_mode(config::Dataplane wanted, uint64_t max_connections);
 
 struct EngineOptions {
   Mode mode = Mode::Splice;
@@ -31,6 +41,7 @@ struct EngineOptions {
   uint32_t pipe_pool_max = 64;          // splice: idle pipes kept per worker
   uint32_t buffer_count = 256;          // copy: provided buffers per worker (power of 2)
   uint32_t buffer_size = 64u << 10;     // copy: bytes per buffer (cache-friendly)
+  std::shared_ptr<bpf::Sockmap> sockmap;  // Mode::Sockmap
 };
 
 // Shared by all workers; only atomics.
@@ -67,6 +78,8 @@ class Engine {
   size_t listener_count() const { return listeners_.size() * workers_.size(); }
   unsigned worker_count() const { return unsigned(workers_.size()); }
   Mode mode() const { return opts_.mode; }
+  // The sockmap program's counters and map sizes (null unless Mode::Sockmap). Any thread.
+  const bpf::Sockmap* sockmap() const { return opts_.sockmap.get(); }
   // What ListRoutes shows (control thread): the addresses a route listens on, those it still
   // accepts on during a dual-bind overlap, and removed routes whose connections drain.
   std::vector<std::string> listening(std::string_view route_id) const;
