@@ -287,6 +287,11 @@ size_t Sockmap::verdict_sockets() const { return count_keys(impl_->verdict); }
 #else  // !RINGFWD_HAVE_BPF
 
 struct Sockmap::Impl {};
+
+bool Sockmap::built() { return false; }
+Result<std::unique_ptr<Sockmap>> Sockmap::open(const Options&) {
+  return Error::msg("sockmap: not in this build (configure with libbpf, clang and bpftool: -Dbpf=enabled)");
+}
 Sockmap::~Sockmap() = default;
 Result<unsigned> Sockmap::link(int, uint64_t, int, uint64_t) { return Error::msg("sockmap: not built"); }
 void Sockmap::forget(uint64_t) {}
@@ -294,7 +299,6 @@ std::optional<Sockmap::Flow> Sockmap::flow(uint64_t) const { return std::nullopt
 Sockmap::Counters Sockmap::counters() const { return {}; }
 size_t Sockmap::flows() const { return 0; }
 size_t Sockmap::verdict_sockets() const { return 0; }
-
 
 #endif
 
