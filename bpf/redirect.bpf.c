@@ -45,6 +45,9 @@ struct rf_flow {
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 65536);
+  // Entries come and go with connections: allocate them then, not max_entries at load time
+  // (limits.max_connections 100000 would mean 200000 entries held from the start).
+  __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, __u64);
   __type(value, struct rf_flow);
 } rf_flows SEC(".maps");
