@@ -125,8 +125,9 @@ void Worker::on_poll(Session& s, uint32_t idx, int d, bool out, int res) {
   if (s.phase == Phase::Prefix) return send_prefix(s, idx);
   if (s.phase == Phase::Handshake) return continue_handshake(s, idx);
   if (f.done) {
-    // Sockmap: the errors-only poll armed when this direction finished.
-    if (s.cookie[0] && !out && (res & POLLERR)) close_session(s, idx, true, "reset");
+    // Sockmap: the errors-only poll armed when this direction finished. A hang-up here while
+    // the other direction still writes to this socket means it is closed or reset.
+    if (s.cookie[0] && !out && (res & (POLLERR | POLLHUP))) close_session(s, idx, true, "reset");
     return;
   }
   if (!out && f.kernel == Flow::Kernel::On) return on_kernel_event(s, idx, d, res);
