@@ -141,19 +141,21 @@ bool Worker::kernel_eof(Session& s, uint32_t idx, int d) {
 void Worker::on_drain(Session& s, uint32_t idx, int d) {
   Flow& f = s.flow[d];
   if (s.closing) return maybe_free(s, idx);
-  // While waiting here nobody polls these sockets: a reset or closed socket on either side (a
-  // destination that is gone never drains its queue; its error may already have been taken by
-  // the kernel's failed send) ends the wait and the connection.
+  // While waiting here nobody polls these sockets: an error on either, or a destination that
+  // is closed (this direction has not shut it, so closed means reset or aborted; its error may
+  // already have been taken by the kernel's failed send) never drains: reset the connection.
+  // The source may well be closed by now: after both FINs it is a TIME_WAIT stub.
   for (const UniqueFd& fd : s.fd) {
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
       return close_session(s, idx, true, std::strerror(err));
-    tcp_info ti{};
-    len = sizeof ti;
-    if (getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE)
-      return close_session(s, idx, true, "connection reset");
   }
+  tcp_info ti{};
+  socklen_t tlen = sizeof ti;
+  if (getsockopt(s.fd[d ^ 1].get(), IPPROTO_TCP, TCP_INFO, &ti, &tlen) == 0 &&
+      ti.tcpi_state == TCP_CLOSE)
+    return close_session(s, idx, true, "connection reset");
   if (f.kernel == Flow::Kernel::Tail) {
     f.kernel = Flow::Kernel::Off;
     return post_recv(s, idx, d);

@@ -938,6 +938,36 @@ TEST_P(DataPath, ClientResetReachesTarget) {
                              << sr->str();
 }
 
+// 12c. The target half-closes, then vanishes with an RST; the client then uploads and
+// half-closes too. Nothing can reach the target any more: the client's connection must end
+// promptly, not wait for a delivery that cannot happen (sockmap once waited here forever).
+TEST_P(DataPath, TargetGoneAfterHalfCloseEndsClient) {
+  ThreadServer target(free_port(), [](int fd) {
+    ::shutdown(fd, SHUT_WR);  // FIN at once
+    std::this_thread::sleep_for(milliseconds(300));
+    linger l{1, 0};  // then close with an RST
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  });
+  uint16_t lp = free_port();
+  START_DAEMON(config({route_json("gone", lp, target.port())}));
+
+  auto c = connect_tcp(lp);
+  ASSERT_EQ(c.err, 0) << std::strerror(c.err);
+  auto r = read_to_end(c.fd.get(), Clock::now() + seconds(3));
+  EXPECT_EQ(r.end, End::Eof) << "the target's FIN did not arrive: " << to_string(r.end);
+  std::this_thread::sleep_for(milliseconds(600));  // the target is gone by now
+  const std::string body = pattern_string(12, 4 * kMiB);
+  (void)send_all(c.fd.get(), body.data(), body.size(), Clock::now() + seconds(3));  // may fail
+  ::shutdown(c.fd.get(), SHUT_WR);
+  auto t0 = Clock::now();
+  auto w = wait_closed(c.fd.get(), t0, seconds(5));
+  EXPECT_TRUE(closed_end(w.end)) << "client connection still open: " << to_string(w.end);
+  EXPECT_LT(w.ms, 3000.0);
+  auto s = d_.wait_stats("gone", [](const RouteStats& st) { return st.active == 0; }, seconds(5));
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->active, 0u) << s->str();
+}
+
 // A bad config: exit 1, the problem named, nothing listening.
 TEST_P(DataPath, BadConfigExits1WithoutListening) {
   uint16_t lp = free_port();
