@@ -142,8 +142,6 @@ bool read_within(int fd, const char* want, size_t n, int ms) {
 }
 }  // namespace
 
-bool Sockmap::built() { return true; }
-
 Result<std::unique_ptr<Sockmap>> Sockmap::open(const Options& opts) {
   libbpf_set_print(silent_print);
   std::unique_ptr<Sockmap> sm(new Sockmap());
@@ -295,7 +293,6 @@ size_t Sockmap::verdict_sockets() const { return count_keys(impl_->verdict); }
 
 struct Sockmap::Impl {};
 
-bool Sockmap::built() { return false; }
 Result<std::unique_ptr<Sockmap>> Sockmap::open(const Options&) {
   return Error::msg("sockmap: not in this build (configure with libbpf, clang and bpftool: -Dbpf=enabled)");
 }

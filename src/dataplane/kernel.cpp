@@ -120,17 +120,23 @@ std::optional<uint64_t> Worker::kernel_backlog(Session& s, int d) {
   return delivered >= fl->redirected ? 0 : fl->redirected - delivered;
 }
 
-// True once every byte of src before its FIN was judged by the verdict and sits in dst's send
-// queue: only then may dst be half-closed.
-bool Worker::kernel_eof(Session& s, uint32_t idx, int d) {
-  Flow& f = s.flow[d];
+// After src's FIN: true once every byte before it was judged by the verdict (the flow's count
+// against TCP's bytes_received, which counts the FIN as one) and sits in dst's send queue;
+// nullopt when the kernel cannot tell (no flow entry).
+std::optional<bool> Worker::kernel_done(Session& s, int d) {
   auto fl = opts_.sockmap->flow(s.cookie[d]);
   auto rcv = bpf::Sockmap::received(s.fd[d].get());
-  if (!fl || !rcv) return true;  // nothing more to learn from the kernel
-  // bytes_received counts the FIN as one.
-  const bool judged = fl->redirected + 1 >= *rcv - f.k_base;
+  if (!fl || !rcv) return std::nullopt;
+  if (fl->redirected + 1 < *rcv - s.flow[d].k_base) return false;  // still being judged
   auto backlog = kernel_backlog(s, d);
-  if (judged && backlog && *backlog == 0) {
+  return backlog && *backlog == 0;
+}
+
+// The copy path read src's FIN: true if the half-close may follow; otherwise waits (Tail) and
+// reads again.
+bool Worker::kernel_eof(Session& s, uint32_t idx, int d) {
+  auto done = kernel_done(s, d);
+  if (!done || *done) {  // no flow entry: nothing more to learn from the kernel
     account_kernel(s);
     return true;
   }
@@ -161,16 +167,10 @@ void Worker::on_drain(Session& s, uint32_t idx, int d) {
     return post_recv(s, idx, d);
   }
   if (f.kernel != Flow::Kernel::Draining) return;
-  auto fl = opts_.sockmap->flow(s.cookie[d]);
-  auto rcv = bpf::Sockmap::received(s.fd[d].get());
-  if (!fl || !rcv) return close_session(s, idx, true, "sockmap flow entry lost");
   // The FIN may wake us before the verdict judged the last buffers in front of it.
-  bool ready = fl->redirected + 1 >= *rcv - f.k_base;
-  if (ready) {
-    auto backlog = kernel_backlog(s, d);
-    ready = backlog && *backlog == 0;
-  }
-  if (ready) {
+  auto done = kernel_done(s, d);
+  if (!done) return close_session(s, idx, true, "sockmap flow entry lost");
+  if (*done) {
     account_kernel(s);
     f.kernel = Flow::Kernel::Off;
     return post_recv(s, idx, d);  // reads the EOF, then half-closes dst

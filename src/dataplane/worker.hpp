@@ -256,6 +256,7 @@ class Worker {
   void on_kernel_tick();
   void kernel_check(Session& s, uint32_t idx);
   void on_kernel_event(Session& s, uint32_t idx, int d, int res);
+  std::optional<bool> kernel_done(Session& s, int d);
   bool kernel_eof(Session& s, uint32_t idx, int d);
   void kernel_wait(Session& s, uint32_t idx, int d, Flow::Kernel state);
   std::optional<uint64_t> kernel_backlog(Session& s, int d);

@@ -28,7 +28,6 @@ class Sockmap {
   Sockmap(const Sockmap&) = delete;
   Sockmap& operator=(const Sockmap&) = delete;
 
-  static bool built();
   static uint64_t cookie(int fd);  // SO_COOKIE, 0 on failure
 
   // Pairs two established TCP sockets, each one's bytes going to the other, and hands the
