@@ -210,35 +210,28 @@ Sockmap::~Sockmap() = default;
 
 Result<unsigned> Sockmap::link(int a, uint64_t ka, int b, uint64_t kb) {
   Impl& im = *impl_;
-  KFlow f{};
-  if (bpf_map_update_elem(im.flows, &ka, &f, BPF_ANY) < 0 ||
-      bpf_map_update_elem(im.flows, &kb, &f, BPF_ANY) < 0) {
-    int e = errno;
-    forget(ka);
-    forget(kb);
-    return bpf_error("add flow entries", e);
-  }
-  uint64_t va = uint64_t(a), vb = uint64_t(b);
-  if (bpf_map_update_elem(im.peers, &ka, &vb, BPF_ANY) < 0 ||
-      bpf_map_update_elem(im.peers, &kb, &va, BPF_ANY) < 0) {
-    int e = errno;
-    bpf_map_delete_elem(im.peers, &ka);
-    forget(ka);
-    forget(kb);
-    return bpf_error("pair the sockets", e);
-  }
-  // Both peers are known: from here on each verdict has somewhere to send its bytes. b (the
-  // target, the side that may close at once) goes first: if it fails nothing is handed over.
-  // A socket stays in the verdict map until it is closed: taking it out while a buffer is
-  // being judged can drop that buffer.
-  if (bpf_map_update_elem(im.verdict, &kb, &vb, BPF_ANY) < 0) {
-    int e = errno;
+  // Until b is in the verdict map nothing runs for these sockets: any step may be undone.
+  auto undo = [&](const char* what, int err) {
     bpf_map_delete_elem(im.peers, &ka);
     bpf_map_delete_elem(im.peers, &kb);
     forget(ka);
     forget(kb);
-    return bpf_error("insert into the verdict map", e);
-  }
+    return bpf_error(what, err);
+  };
+  KFlow f{};
+  if (bpf_map_update_elem(im.flows, &ka, &f, BPF_ANY) < 0 ||
+      bpf_map_update_elem(im.flows, &kb, &f, BPF_ANY) < 0)
+    return undo("add flow entries", errno);
+  uint64_t va = uint64_t(a), vb = uint64_t(b);
+  if (bpf_map_update_elem(im.peers, &ka, &vb, BPF_ANY) < 0 ||
+      bpf_map_update_elem(im.peers, &kb, &va, BPF_ANY) < 0)
+    return undo("pair the sockets", errno);
+  // Both peers are known: from here on each verdict has somewhere to send its bytes. b (the
+  // target, the side that may close at once) goes first: if it fails nothing is handed over.
+  // A socket stays in the verdict map until it is closed: taking it out while a buffer is
+  // being judged can drop that buffer.
+  if (bpf_map_update_elem(im.verdict, &kb, &vb, BPF_ANY) < 0)
+    return undo("insert into the verdict map", errno);
   unsigned on = 2;
   if (bpf_map_update_elem(im.verdict, &ka, &va, BPF_ANY) == 0) on |= 1;
   // Bytes that arrived before the insertion wait in the receive queue until the next packet
@@ -287,7 +280,6 @@ size_t count_keys(int map_fd) {
 
 size_t Sockmap::flows() const { return count_keys(impl_->flows); }
 size_t Sockmap::verdict_sockets() const { return count_keys(impl_->verdict); }
-
 
 #else  // !RINGFWD_HAVE_BPF
 

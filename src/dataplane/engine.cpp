@@ -60,12 +60,13 @@ Result<ModeChoice> choose_mode(config::Dataplane wanted, uint64_t max_connection
   // perf/lab on loopback: splice moves bulk streams at half copy's CPU, copy answers small
   // requests with fewer syscalls; hybrid takes each where it wins (README "Performance").
   // sockmap is probed so that the log says whether it could run here, but auto does not pick
-  // it: on this kernel it lost to hybrid in every workload measured, and its redirect queue has
-  // no backpressure of its own (README "The sockmap dataplane").
+  // it: on this kernel it lost to hybrid for one stream, keep-alive requests and new
+  // connections, won only for many parallel bulk streams (~10 %), and its redirect queue has no
+  // backpressure of its own (README "sockmap: where the time goes").
   c.mode = Mode::Hybrid;
   c.why = "hybrid (auto: copy for small messages, splice for bulk)";
   if (auto sm = bpf::Sockmap::open(sockmap_options(max_connections)); sm)
-    c.why += "; sockmap works here but auto does not use it (slower on this kernel; set \"sockmap\" to force it)";
+    c.why += "; sockmap works here but auto does not use it (slower here except for many parallel bulk streams; set \"sockmap\" to force it)";
   else
     c.why += "; sockmap unavailable: " + sm.error().str();
   return c;
